@@ -1,0 +1,145 @@
+"""The service's own key material: generation, loading and the public JWKS.
+
+FC+ encrypts id_tokens and userinfo to keys the service publishes, so the service
+holds private decryption keys and publishes only their public halves. Everything
+here is about *our* keys; the provider's signing keys live in the provider client.
+This module is shared with the development provider, which uses it to make its own
+signing keys, so it stays free of any OpenID Connect flow logic.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jwcrypto import jwk
+
+# JWE key-management algorithms each key type can serve. RSA-OAEP (SHA-1) is what FC+
+# documents; RSA-OAEP-256 is accepted for other providers. ECDH-ES is direct key
+# agreement on P-256, as FC+ uses it.
+RSA_ENC_ALGS = ("RSA-OAEP", "RSA-OAEP-256")
+EC_ENC_ALGS = ("ECDH-ES",)
+
+
+class KeyFileError(ValueError):
+    """A keys file that cannot serve: the message names the file and the fix."""
+
+
+def _with_kid(key: jwk.JWK, use: str, alg: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(key.export_private())
+    data["kid"] = key.thumbprint()
+    data["use"] = use
+    data["alg"] = alg
+    return data
+
+
+def generate_rsa_encryption_key(size: int = 3072) -> dict[str, Any]:
+    """A private RSA JWK for RSA-OAEP / RSA-OAEP-256 decryption (kid = RFC 7638 thumbprint)."""
+    return _with_kid(jwk.JWK.generate(kty="RSA", size=size), "enc", "RSA-OAEP")
+
+
+def generate_ec_encryption_key() -> dict[str, Any]:
+    """A private P-256 JWK for ECDH-ES decryption."""
+    return _with_kid(jwk.JWK.generate(kty="EC", crv="P-256"), "enc", "ECDH-ES")
+
+
+def generate_ec_signing_key() -> dict[str, Any]:
+    """A private P-256 JWK for ES256 signatures."""
+    return _with_kid(jwk.JWK.generate(kty="EC", crv="P-256"), "sig", "ES256")
+
+
+def generate_private_jwks() -> dict[str, Any]:
+    """A complete private JWKS for a service: RSA and EC encryption keys plus an EC signing key."""
+    return {
+        "keys": [
+            generate_rsa_encryption_key(),
+            generate_ec_encryption_key(),
+            generate_ec_signing_key(),
+        ]
+    }
+
+
+_PRIVATE_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
+
+
+def public_jwks(private: dict[str, Any]) -> dict[str, Any]:
+    """The publishable half of a JWKS: public members only, symmetric keys dropped."""
+    out = []
+    for key in private.get("keys", []):
+        if key.get("kty") == "oct":
+            continue
+        out.append({k: v for k, v in key.items() if k not in _PRIVATE_MEMBERS})
+    return {"keys": out}
+
+
+@dataclass(frozen=True)
+class ServiceKeys:
+    """Loaded service keys, indexed for the two questions the flow asks.
+
+    `decryption_keys` answers "which private key opens this JWE" (by kid, or every
+    candidate when the provider omitted kid); `public` is what jwks_path serves.
+    """
+
+    keys: tuple[jwk.JWK, ...]
+    public: dict[str, Any]
+
+    @property
+    def public_json(self) -> bytes:
+        return json.dumps(self.public, separators=(",", ":")).encode()
+
+    def decryption_keys(self, kid: str | None, alg: str | None) -> list[jwk.JWK]:
+        """Private keys that may decrypt a JWE with this header kid and alg."""
+        kty = "RSA" if alg in RSA_ENC_ALGS else "EC" if alg in EC_ENC_ALGS else None
+        if kty is None:
+            return []
+        found = []
+        for key in self.keys:
+            if key.get("use", "enc") != "enc" or key.get("kty") != kty:
+                continue
+            if kid is not None and key.get("kid") != kid:
+                continue
+            found.append(key)
+        return found
+
+    def has_encryption_key(self, alg: str) -> bool:
+        return bool(self.decryption_keys(None, alg))
+
+
+def keys_from_jwks(data: dict[str, Any], source: str = "keys") -> ServiceKeys:
+    """Build ServiceKeys from a private JWKS dict, refusing anything that cannot decrypt."""
+    raw = data.get("keys") if isinstance(data, dict) else None
+    if not isinstance(raw, list) or not raw:
+        raise KeyFileError(f"{source} holds no JWK Set: expected a JSON object with a non-empty \"keys\" list "
+                           "(create one with `fcplus-wsgi keys generate > keys.json`).")
+    loaded = []
+    for index, item in enumerate(raw):
+        if not isinstance(item, dict):
+            raise KeyFileError(f"{source}: key #{index} is not a JSON object.")
+        try:
+            key = jwk.JWK(**item)
+        except Exception as exc:  # jwcrypto raises several types for bad members
+            raise KeyFileError(f"{source}: key #{index} is not a valid JWK ({exc.__class__.__name__}).") from None
+        if not key.has_private:
+            raise KeyFileError(f"{source}: key #{index} (kid {item.get('kid', '?')}) has no private part; "
+                               "keys_file must hold the private keys, publish only `fcplus-wsgi keys public`.")
+        if not item.get("kid"):
+            raise KeyFileError(f"{source}: key #{index} has no kid; every key needs one so providers can name it.")
+        loaded.append(key)
+    return ServiceKeys(keys=tuple(loaded), public=public_jwks({"keys": raw}))
+
+
+def load_keys_file(path: str | Path) -> ServiceKeys:
+    """Read a private JWKS file; every failure is a KeyFileError naming the file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise KeyFileError(f"keys_file {p} cannot be read ({exc.strerror}); "
+                           "create it with `fcplus-wsgi keys generate > keys.json`.") from None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise KeyFileError(f"keys_file {p} is not JSON; it must be a private JWK Set.") from None
+    return keys_from_jwks(data, source=f"keys_file {p}")

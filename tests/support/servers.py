@@ -1,0 +1,52 @@
+"""Real loopback HTTP servers for tests: waitress in a background thread.
+
+Tests talk to the middleware and providers over real sockets, as a browser would,
+so redirects, cookies and the provider's re-entrant jwks fetch are all exercised.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from waitress.server import create_server
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LateApp:
+    """A WSGI app whose target is set after the server is bound.
+
+    The provider needs the service's URL and the service needs the provider's issuer,
+    so servers are started first and their apps plugged in afterwards.
+    """
+
+    def __init__(self) -> None:
+        self.app: Any = None
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if self.app is None:
+            start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
+            return [b"not ready"]
+        return self.app(environ, start_response)
+
+
+@contextmanager
+def serve_wsgi(app: Any, port: int | None = None, threads: int = 8) -> Iterator[str]:
+    """Serve `app` on 127.0.0.1 in a thread; yields the base URL (no trailing slash)."""
+    server = create_server(app, host="127.0.0.1", port=port or 0, threads=threads, ident="test")
+    bound_port = server.socket.getsockname()[1]  # type: ignore[union-attr]
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{bound_port}"
+    finally:
+        server.close()
+        thread.join(timeout=5)
