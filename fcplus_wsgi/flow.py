@@ -1,0 +1,391 @@
+"""The sign-in and sign-out steps, orchestrated: each one emits an event and either
+succeeds or raises a FlowError with a catalogue code.
+
+This layer knows OpenID Connect and the store, but not WSGI: the middleware hands it
+plain values (query parameters, cookie values, a return-to path) and turns its results
+into responses. Collaborators (client, store, keys, clock, bus) are injected so tests
+drive it with real servers and a controllable clock.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+from .authorize import authorization_url, new_code_verifier, s256_challenge
+from .client import ProviderClient
+from .errors import FlowError, authorization_error
+from .events import EventBus, FlowEvent
+from .keys import ServiceKeys
+from .sessions import (
+    PENDING_LOGIN,
+    PENDING_LOGOUT,
+    SESSION,
+    binding_hash,
+    looks_like_session_id,
+    looks_like_state,
+    new_session_id,
+    new_state,
+    seal,
+    store_key,
+    unseal,
+)
+from .settings import Settings
+from .stores import Store, StoreError
+from .tokens import Expected, UnknownSigningKey, open_token, validate_id_token, validate_userinfo
+
+# Callback parameters: generous caps, far below what would hurt, far above real values.
+_PARAM_CAPS = {"state": 128, "code": 4096, "error": 128, "error_description": 2048, "error_uri": 2048,
+               "iss": 512, "session_state": 512}
+
+
+def new_correlation_id() -> str:
+    """Short enough to read out over the phone, long enough to find one flow in the logs."""
+    return secrets.token_hex(6)
+
+
+@dataclass(frozen=True)
+class LoginStart:
+    url: str
+    browser_secret: str
+
+
+@dataclass(frozen=True)
+class LoginDone:
+    session_id: str
+    return_to: str
+    record: dict[str, Any]
+    correlation_id: str
+
+
+@dataclass(frozen=True)
+class SessionView:
+    """A live session as the middleware needs it per request."""
+
+    record: dict[str, Any]
+    ended: str | None = None  # "idle" | "max_age" when it just expired
+
+
+class Flow:
+    def __init__(self, settings: Settings, *, client: ProviderClient, store: Store,
+                 service_keys: ServiceKeys | None, bus: EventBus | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.client = client
+        self.store = store
+        self.keys = service_keys
+        self.bus = bus or EventBus()
+        self.clock = clock
+        self.provider = settings.provider_name
+
+    # -- events ---------------------------------------------------------------------------------
+    def _emit(self, step: str, outcome: str, cid: str, request_id: str | None, *, started: float | None = None,
+              error: FlowError | None = None, acr: str | None = None, **extra: Any) -> None:
+        self.bus.emit(FlowEvent(
+            step=step, outcome=outcome, provider=self.provider, correlation_id=cid, request_id=request_id,
+            duration=(time.perf_counter() - started) if started is not None else None,
+            error=error.code if error else None, category=error.spec.category.value if error else None,
+            acr=acr, extra=extra))
+
+    @contextmanager
+    def _step(self, step: str, cid: str, request_id: str | None) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        except FlowError as exc:
+            self._emit(step, "failure", cid, request_id, started=started, error=exc)
+            raise
+        except StoreError as exc:
+            err = FlowError("store_unavailable", detail=str(exc))
+            self._emit(step, "failure", cid, request_id, started=started, error=err)
+            raise err from None
+        self._emit(step, "success", cid, request_id, started=started)
+
+    # -- login ----------------------------------------------------------------------------------
+    def start_login(self, *, return_to: str, browser_secret: str | None, acr_values: Sequence[str] | None = None,
+                    request_id: str | None = None) -> LoginStart:
+        cid = new_correlation_id()
+        acr = tuple(acr_values) if acr_values else self.settings.acr_values
+        with self._step("login_redirect", cid, request_id):
+            metadata = self.client.metadata()
+            state, nonce = new_state(), new_state()
+            verifier = new_code_verifier() if "S256" in metadata.code_challenge_methods else None
+            if not looks_like_session_id(browser_secret):
+                browser_secret = new_session_id()
+            assert browser_secret is not None
+            record = {"nonce": nonce, "verifier": verifier, "return_to": return_to, "acr": list(acr),
+                      "bind": binding_hash(browser_secret), "cid": cid, "t": self.clock()}
+            self.store.put(store_key(PENDING_LOGIN, state), seal(PENDING_LOGIN, state, record),
+                           self.settings.pending_login_ttl)
+            url = authorization_url(
+                metadata.authorization_endpoint, client_id=self.settings.client_id,
+                redirect_uri=self.settings.redirect_uri, scopes=self.settings.scopes, state=state, nonce=nonce,
+                acr_values=acr, prompt=self.settings.prompt, claims=self.settings.claims,
+                code_challenge=s256_challenge(verifier) if verifier else None)
+        return LoginStart(url=url, browser_secret=browser_secret)
+
+    @staticmethod
+    def single_params(params: Mapping[str, Sequence[str]]) -> dict[str, str]:
+        """One value per known parameter, or callback_malformed: duplicated security
+        parameters are an attack pattern (parameter pollution), not something to pick from."""
+        out: dict[str, str] = {}
+        for name, cap in _PARAM_CAPS.items():
+            values = params.get(name, ())
+            if len(values) > 1:
+                raise FlowError("callback_malformed", detail=f"repeated parameter {name}")
+            if values:
+                value = values[0]
+                if len(value) > cap:
+                    raise FlowError("callback_malformed", detail=f"{name} longer than {cap}")
+                if name != "error_description" and any(ord(c) < 0x21 or ord(c) > 0x7E for c in value):
+                    raise FlowError("callback_malformed", detail=f"{name} has control or non-ASCII characters")
+                out[name] = value
+        return out
+
+    def _take_pending(self, kind: str, state: str) -> dict[str, Any] | None:
+        blob = self.store.take(store_key(kind, state))
+        return unseal(kind, state, blob) if blob is not None else None
+
+    def finish_login(self, params: Mapping[str, Sequence[str]], *, browser_secret: str | None,
+                     request_id: str | None = None) -> LoginDone:
+        cid = new_correlation_id()
+        started = time.perf_counter()
+        try:
+            p, pending = self._check_callback(params, browser_secret)
+        except FlowError as exc:
+            cid = exc.correlation_id or cid
+            exc.correlation_id = cid
+            self._emit("callback", "failure", cid, request_id, started=started, error=exc)
+            raise
+        cid = str(pending["cid"])
+        self._emit("callback", "success", cid, request_id, started=started)
+        try:
+            return self._finish_login(p, pending, cid, request_id)
+        except FlowError as exc:
+            exc.correlation_id = cid
+            raise
+
+    def _check_callback(self, params: Mapping[str, Sequence[str]],
+                        browser_secret: str | None) -> tuple[dict[str, str], dict[str, Any]]:
+        p = self.single_params(params)
+        state = p.get("state")
+        if state is None:
+            raise FlowError("state_missing")
+        try:
+            pending = self._take_pending(PENDING_LOGIN, state) if looks_like_state(state) else None
+        except StoreError as exc:
+            raise FlowError("store_unavailable", detail=str(exc)) from None
+        if pending is None:
+            raise FlowError("state_unknown")
+        try:
+            if not looks_like_session_id(browser_secret) or not secrets.compare_digest(
+                    binding_hash(browser_secret or ""), str(pending.get("bind", ""))):
+                raise FlowError("state_browser_mismatch")
+            if "iss" in p and p["iss"] != self.settings.issuer:
+                raise FlowError("issuer_mismatch_callback")
+            if "error" in p:
+                raise authorization_error(p["error"], p.get("error_description"))
+            if not p.get("code"):
+                raise FlowError("callback_malformed", detail="no code and no error")
+        except FlowError as exc:
+            exc.correlation_id = str(pending.get("cid") or "") or None
+            raise
+        pending.setdefault("cid", new_correlation_id())
+        return p, pending
+
+    def _finish_login(self, p: dict[str, str], pending: dict[str, Any], cid: str,
+                      request_id: str | None) -> LoginDone:
+        s = self.settings
+        code = p["code"]
+        with self._step("token", cid, request_id):
+            tokens = self.client.exchange_code(
+                code=code, redirect_uri=s.redirect_uri, client_id=s.client_id, client_secret=s.client_secret,
+                auth_method=s.token_endpoint_auth_method, code_verifier=pending.get("verifier"))
+        access_token = tokens["access_token"]
+
+        acr_requested = tuple(pending.get("acr") or ())
+        with self._step("id_token", cid, request_id):
+            raw = tokens.get("id_token")
+            if not isinstance(raw, str) or not raw:
+                raise FlowError("id_token_missing")
+            id_claims, id_jws = self._open(raw, "id_token", s.policy.id_token_signing_algs)
+            validate_id_token(id_claims, Expected(
+                issuer=s.issuer, client_id=s.client_id, nonce=str(pending["nonce"]), acr_values=acr_requested,
+                clock_skew=s.clock_skew, now=self.clock(), access_token=access_token),
+                alg=_header_alg(id_jws))
+        acr = id_claims.get("acr") if isinstance(id_claims.get("acr"), str) else None
+
+        claims: dict[str, Any] = {}
+        if self.client.metadata().userinfo_endpoint is not None:
+            with self._step("userinfo", cid, request_id):
+                claims = self._userinfo(access_token, str(id_claims["sub"]))
+
+        session_id = new_session_id()
+        now = self.clock()
+        record = {"v": 1, "sub": id_claims["sub"], "claims": claims, "idc": id_claims, "idt": id_jws,
+                  "at": access_token, "acr": acr, "prov": self.provider, "created": now, "seen": now,
+                  "cid": cid}
+        with self._step("session", cid, request_id):
+            self.store.put(store_key(SESSION, session_id), seal(SESSION, session_id, record),
+                           min(s.session_idle_timeout, s.session_max_age))
+        self._emit("login", "success", cid, request_id, acr=acr)
+        return LoginDone(session_id=session_id, return_to=str(pending.get("return_to") or "/"), record=record,
+                         correlation_id=cid)
+
+    def _open(self, token: Any, prefix: str, algs: Sequence[str]) -> tuple[dict[str, Any], str]:
+        """Decrypt and verify, refetching the provider JWKS once on an unknown kid."""
+        kwargs = {"service_keys": self.keys, "policy": self.settings.policy, "algs": algs, "prefix": prefix,
+                  "client_secret": self.settings.client_secret if self.settings.allow_hs256 else None}
+        try:
+            return open_token(token, provider=self.client.keys(), **kwargs)  # type: ignore[arg-type]
+        except UnknownSigningKey:
+            fresh = self.client.refresh_keys_for_unknown_kid()
+            if fresh is None:
+                raise
+            return open_token(token, provider=fresh, **kwargs)  # type: ignore[arg-type]
+
+    def _userinfo(self, access_token: str, sub: str) -> dict[str, Any]:
+        s = self.settings
+        result = self.client.userinfo(access_token)
+        if result.content_type == "application/jwt":
+            token = result.body.decode("ascii", "replace").strip()
+            try:
+                claims, _ = self._open(token, "userinfo", s.policy.userinfo_signing_algs)
+            except UnknownSigningKey:
+                raise FlowError("userinfo_malformed", detail="userinfo signed by an unknown key") from None
+            signed = True
+        elif result.content_type == "application/json":
+            if s.policy.userinfo_format == "jwt" or s.policy.require_encryption:
+                raise FlowError("userinfo_not_encrypted", detail="plain JSON userinfo where a JWT is required")
+            try:
+                claims = json.loads(result.body)
+            except (ValueError, UnicodeDecodeError):
+                raise FlowError("userinfo_malformed", detail="userinfo body is not JSON") from None
+            if not isinstance(claims, dict):
+                raise FlowError("userinfo_malformed", detail="userinfo is not an object")
+            signed = False
+        else:
+            raise FlowError("userinfo_malformed", detail="unexpected userinfo content type")
+        validate_userinfo(claims, id_token_sub=sub, issuer=s.issuer, client_id=s.client_id, signed=signed)
+        return claims
+
+    # -- sessions --------------------------------------------------------------------------------
+    def load_session(self, session_id: str | None) -> SessionView | None:
+        """The live session for a cookie value, enforcing idle and absolute lifetimes.
+
+        The idle clock is written back at most once per tenth of the idle timeout, so a
+        busy user costs a store read per request, not a write.
+        """
+        if not looks_like_session_id(session_id):
+            return None
+        assert session_id is not None
+        key = store_key(SESSION, session_id)
+        blob = self.store.get(key)
+        if blob is None:
+            return None
+        record = unseal(SESSION, session_id, blob)
+        if record is None:
+            return None
+        s = self.settings
+        now = self.clock()
+        created, seen = float(record.get("created", 0)), float(record.get("seen", 0))
+        if now - created >= s.session_max_age:
+            self.store.delete(key)
+            return SessionView(record, ended="max_age")
+        if now - seen >= s.session_idle_timeout:
+            self.store.delete(key)
+            return SessionView(record, ended="idle")
+        if now - seen >= s.session_idle_timeout / 10:
+            record["seen"] = now
+            self.store.put(key, seal(SESSION, session_id, record),
+                           min(s.session_idle_timeout, s.session_max_age - (now - created)))
+        return SessionView(record)
+
+    def end_session(self, session_id: str | None) -> dict[str, Any] | None:
+        """Delete the local session; returns its record (for revocation and id_token_hint)."""
+        if not looks_like_session_id(session_id):
+            return None
+        assert session_id is not None
+        blob = self.store.take(store_key(SESSION, session_id))
+        return unseal(SESSION, session_id, blob) if blob is not None else None
+
+    # -- logout ----------------------------------------------------------------------------------
+    def start_logout(self, session_id: str | None, *, browser_secret: str | None,
+                     request_id: str | None = None) -> tuple[str, str]:
+        """End the local session first, then revoke and build the end_session redirect.
+
+        Returns (redirect target, browser secret). Local logout always happens, whatever
+        the provider does afterwards.
+        """
+        cid = new_correlation_id()
+        s = self.settings
+        with self._step("logout", cid, request_id):
+            record = self.end_session(session_id)
+        if record is None:
+            return s.logout_landing_path, browser_secret or ""
+        cid = str(record.get("cid") or cid)
+        access_token = record.get("at")
+        try:
+            metadata = self.client.metadata()
+        except FlowError:
+            return s.logout_landing_path, browser_secret or ""
+        if access_token and metadata.revocation_endpoint:
+            try:
+                with self._step("revocation", cid, request_id):
+                    if not self.client.revoke(str(access_token), client_id=s.client_id,
+                                              client_secret=s.client_secret, auth_method=s.token_endpoint_auth_method):
+                        raise FlowError("provider_http_error", detail="revocation refused")
+            except FlowError:
+                pass  # the local session is gone; a failed revocation only shortens nothing
+        if not metadata.end_session_endpoint or not s.post_logout_redirect_uri or not record.get("idt"):
+            return s.logout_landing_path, browser_secret or ""
+        if not looks_like_session_id(browser_secret):
+            browser_secret = new_session_id()
+        assert browser_secret is not None
+        state = new_state()
+        try:
+            self.store.put(store_key(PENDING_LOGOUT, state),
+                           seal(PENDING_LOGOUT, state, {"bind": binding_hash(browser_secret), "cid": cid}),
+                           s.pending_login_ttl)
+        except StoreError:
+            return s.logout_landing_path, browser_secret
+        query = urlencode({"id_token_hint": record["idt"], "state": state,
+                           "post_logout_redirect_uri": s.post_logout_redirect_uri})
+        sep = "&" if "?" in metadata.end_session_endpoint else "?"
+        return metadata.end_session_endpoint + sep + query, browser_secret
+
+    def finish_logout(self, params: Mapping[str, Sequence[str]], *, browser_secret: str | None,
+                      request_id: str | None = None) -> bool:
+        """Check the logout callback's state; True when it matches a logout this browser began."""
+        cid = new_correlation_id()
+        try:
+            with self._step("logout_callback", cid, request_id):
+                p = self.single_params(params)
+                state = p.get("state")
+                if state is None:
+                    raise FlowError("state_missing")
+                pending = self._take_pending(PENDING_LOGOUT, state) if looks_like_state(state) else None
+                if pending is None:
+                    raise FlowError("state_unknown")
+                if not looks_like_session_id(browser_secret) or not secrets.compare_digest(
+                        binding_hash(browser_secret or ""), str(pending.get("bind", ""))):
+                    raise FlowError("state_browser_mismatch")
+        except FlowError:
+            return False
+        return True
+
+
+def _header_alg(compact: str) -> str:
+    try:
+        head = compact.split(".", 1)[0]
+        alg = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4))).get("alg", "")
+        return str(alg)
+    except (ValueError, AttributeError):
+        return ""

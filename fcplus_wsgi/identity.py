@@ -1,0 +1,40 @@
+"""What the wrapped application sees of a signed-in user."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+ENVIRON_KEY = "fcplus.identity"
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The verified identity of the current request.
+
+    `sub` is the provider's pairwise subject (FC+: stable per service, the key to
+    reconcile accounts on); `claims` are the verified userinfo claims and
+    `id_token_claims` the verified id_token claims.
+    """
+
+    sub: str
+    acr: str | None
+    amr: tuple[str, ...]
+    claims: Mapping[str, Any]
+    id_token_claims: Mapping[str, Any]
+    provider: str
+
+    @classmethod
+    def from_session(cls, record: Mapping[str, Any]) -> Identity:
+        idc = record.get("idc") or {}
+        amr = idc.get("amr")
+        return cls(sub=str(record["sub"]), acr=record.get("acr"),
+                   amr=tuple(a for a in amr if isinstance(a, str)) if isinstance(amr, list) else (),
+                   claims=record.get("claims") or {}, id_token_claims=idc, provider=str(record.get("prov", "")))
+
+
+def identity(environ: Mapping[str, Any]) -> Identity | None:
+    """The signed-in user of this request, or None on an anonymous (public path) request."""
+    value = environ.get(ENVIRON_KEY)
+    return value if isinstance(value, Identity) else None

@@ -1,0 +1,347 @@
+"""The WSGI layer: route the few flow paths, guard protected paths, pass the rest through.
+
+The hot path (an authenticated request to the app) is kept lean: no WebOb request
+object, one cookie lookup, one store read, one AES-GCM open. Everything the app could
+mistake for an identity (REMOTE_USER, fcplus.* keys, Remote-User-like headers) is
+removed from every request before anything else happens, and set again only from a
+verified session.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+from urllib.parse import parse_qs, quote
+
+from webob import Request, Response
+
+from .authorize import safe_return_to
+from .client import ProviderClient
+from .errors import FlowError
+from .events import EventBus, FlowEvent, stdlib_log_subscriber
+from .flow import Flow, new_correlation_id
+from .identity import ENVIRON_KEY, Identity
+from .keys import KeyFileError, ServiceKeys, load_keys_file
+from .pages import Pages, secure
+from .settings import ConfigError, Settings, parse_settings
+from .stores import Store, StoreError, open_store
+
+log = logging.getLogger("fcplus_wsgi")
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+# Request headers a downstream app or framework might read as "the authenticated user".
+# WSGI servers map both `Remote-User` and `Remote_User` to HTTP_REMOTE_USER, so the
+# normalised names cover every spelling that reaches the environ.
+_SPOOFABLE = frozenset({
+    "REMOTE_USER", "AUTH_TYPE", "HTTP_REMOTE_USER", "HTTP_X_REMOTE_USER", "HTTP_X_FORWARDED_USER",
+    "HTTP_X_AUTH_USER", "HTTP_X_USER", "HTTP_X_AUTH_REQUEST_USER", "HTTP_X_AUTH_REQUEST_EMAIL",
+    "HTTP_X_FORWARDED_EMAIL", "HTTP_X_FORWARDED_PREFERRED_USERNAME", "HTTP_X_REMOTE_EMAIL", "HTTP_REMOTE_EMAIL",
+    "HTTP_X_AUTHENTICATED_USER", "HTTP_X_USERINFO", "HTTP_X_ID_TOKEN", "HTTP_X_ACCESS_TOKEN",
+})
+_SPOOFABLE_PREFIXES = ("fcplus.", "HTTP_X_FCPLUS", "HTTP_FCPLUS", "HTTP_OIDC_", "HTTP_X_OIDC_")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._\-]{1,64}")
+
+
+def strip_identity(environ: dict[str, Any]) -> None:
+    for key in [k for k in environ if k in _SPOOFABLE or k.startswith(_SPOOFABLE_PREFIXES)]:
+        del environ[key]
+
+
+def read_cookie(environ: Mapping[str, Any], name: str) -> str | None:
+    """The value of one cookie; the first wins, as browsers send the most specific first."""
+    header = environ.get("HTTP_COOKIE")
+    if not header or name not in header:
+        return None
+    prefix = name + "="
+    for part in header.split(";"):
+        part = part.strip()
+        if part.startswith(prefix):
+            return part[len(prefix):].strip('"')
+    return None
+
+
+def wants_redirect(environ: Mapping[str, Any], mode: str) -> bool:
+    """Navigation (redirect to the provider) or script (401)? Fetch Metadata first, then
+    X-Requested-With, then Accept; non-GET requests never get a redirect they would replay."""
+    if mode != "auto":
+        return mode == "redirect"
+    if environ.get("REQUEST_METHOD", "GET") not in ("GET", "HEAD"):
+        return False
+    if environ.get("HTTP_X_REQUESTED_WITH", "").lower() == "xmlhttprequest":
+        return False
+    fetch_mode = environ.get("HTTP_SEC_FETCH_MODE")
+    if fetch_mode and fetch_mode != "navigate":
+        return False
+    dest = environ.get("HTTP_SEC_FETCH_DEST")
+    if dest and dest != "document":
+        return False
+    accept = environ.get("HTTP_ACCEPT", "")
+    if accept and "text/html" not in accept and "*/*" not in accept:
+        return False
+    return True
+
+
+def send(response: Response, environ: Mapping[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    """Start a WebOb response without its Host-based rewriting of relative Location headers:
+    redirect targets here are configured URLs or checked same-origin paths, never built
+    from what the client says the host is."""
+    start_response(response.status, response.headerlist)
+    return [] if environ.get("REQUEST_METHOD") == "HEAD" else response.app_iter
+
+
+def _under(path: str, prefixes: tuple[str, ...]) -> bool:
+    for prefix in prefixes:
+        if prefix == "/" or path == prefix or path.startswith(prefix + "/"):
+            return True
+    return False
+
+
+class FCPlusMiddleware:
+    """Wrap a WSGI app so protected paths require a FranceConnect+ (or OIDC) sign-in."""
+
+    def __init__(self, app: WSGIApp, settings: Settings | Mapping[str, Any], *, store: Store | None = None,
+                 client: ProviderClient | None = None, service_keys: ServiceKeys | None = None,
+                 bus: EventBus | None = None, clock: Callable[[], float] = time.time,
+                 pages: Pages | None = None) -> None:
+        self.app = app
+        self.settings = s = settings if isinstance(settings, Settings) else parse_settings(settings)
+        if service_keys is None and s.keys_file:
+            try:
+                service_keys = load_keys_file(s.keys_file)
+            except KeyFileError as exc:
+                raise ConfigError(str(exc)) from None
+        if s.policy.require_encryption:
+            if service_keys is None or not any(service_keys.has_encryption_key(a) for a in s.policy.encryption_algs):
+                raise ConfigError(f"keys_file holds no encryption key usable with {s.provider_name} "
+                                  f"({', '.join(s.policy.encryption_algs)}); generate one with `fcplus-wsgi keys generate`.")
+        self.service_keys = service_keys
+        if store is None:
+            try:
+                store = open_store(s.session_store)
+            except StoreError as exc:
+                raise ConfigError(f"session_store: {exc}") from None
+        self.store = store
+        self.client = client or ProviderClient(
+            s.issuer, timeout=s.http_timeout, ca_bundle=s.ca_bundle, max_bytes=s.max_response_bytes,
+            jwks_refresh_interval=s.jwks_refresh_interval)
+        if bus is None:
+            bus = EventBus()
+            bus.subscribe(stdlib_log_subscriber())
+        self.bus = bus
+        self.flow = Flow(s, client=self.client, store=store, service_keys=service_keys, bus=bus, clock=clock)
+        self.pages = pages or Pages()
+        self._routes: dict[str, Callable[[dict[str, Any]], Response]] = {
+            s.login_path: self._login,
+            s.callback_path: self._callback,
+            s.logout_path: self._logout,
+            s.jwks_path: self._jwks,
+        }
+        if s.logout_callback_path:
+            self._routes[s.logout_callback_path] = self._logout_callback
+
+    # -- WSGI entry ---------------------------------------------------------------------------------
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        strip_identity(environ)
+        path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+        route = self._routes.get(path.rstrip("/") or "/")
+        if route is not None:
+            try:
+                response = route(environ)
+            except Exception:
+                cid = new_correlation_id()
+                log.exception("unexpected error on a flow path correlation_id=%s", cid)
+                response = self._error_page(environ, FlowError("internal_error"), cid, retry=self.settings.login_path)
+            return send(response, environ, start_response)
+
+        s = self.settings
+        if _under(path, s.public_paths) or not _under(path, s.protected_paths):
+            self._attach_optional(environ)
+            return self.app(environ, start_response)
+
+        session_id = read_cookie(environ, s.cookie_name)
+        view = None
+        if session_id is not None:
+            try:
+                view = self.flow.load_session(session_id)
+            except StoreError as exc:
+                log.warning("session store failed on a protected path: %s", exc)
+                page = self._error_page(environ, FlowError("store_unavailable"), new_correlation_id(), retry=None)
+                return send(page, environ, start_response)
+        if view is not None and view.ended is None:
+            self._attach(environ, view.record)
+            return self.app(environ, start_response)
+        if view is not None and view.ended:
+            self.bus.emit(FlowEvent(step="session_ended", outcome="success", provider=s.provider_name,
+                                    correlation_id=str(view.record.get("cid", "")), extra={"reason": view.ended}))
+        return send(self._unauthenticated(environ), environ, start_response)
+
+    @staticmethod
+    def _attach(environ: dict[str, Any], record: dict[str, Any]) -> None:
+        ident = Identity.from_session(record)
+        environ[ENVIRON_KEY] = ident
+        environ["REMOTE_USER"] = ident.sub
+        environ["fcplus.claims"] = ident.claims
+        environ["fcplus.id_token_claims"] = ident.id_token_claims
+
+    def _attach_optional(self, environ: dict[str, Any]) -> None:
+        """On public paths, say who is signed in when that is cheap and safe to know."""
+        session_id = read_cookie(environ, self.settings.cookie_name)
+        if session_id is None:
+            return
+        try:
+            view = self.flow.load_session(session_id)
+        except StoreError:
+            return  # public paths keep working while the store is down
+        if view is not None and view.ended is None:
+            self._attach(environ, view.record)
+
+    # -- helpers ------------------------------------------------------------------------------------
+    @staticmethod
+    def _request_id(environ: Mapping[str, Any]) -> str | None:
+        value = environ.get("HTTP_X_REQUEST_ID")
+        return value if isinstance(value, str) and _REQUEST_ID.fullmatch(value) else None
+
+    def _login_url(self, return_to: str) -> str:
+        return self.settings.login_path + "?return_to=" + quote(return_to, safe="/")
+
+    def _error_page(self, environ: Mapping[str, Any], exc: FlowError, cid: str, retry: str | None) -> Response:
+        return self.pages.error(exc, correlation_id=cid, accept_language=environ.get("HTTP_ACCEPT_LANGUAGE"),
+                                retry_url=retry)
+
+    def _set_browser_cookie(self, response: Response, value: str) -> None:
+        s = self.settings
+        response.set_cookie(s.pending_cookie_name, value, max_age=s.pending_login_ttl, path="/",
+                            secure=s.cookie_secure, httponly=True, samesite="lax")
+
+    def _redirect(self, location: str, status: int = 302) -> Response:
+        response = Response(status=status)
+        response.location = location
+        return secure(response)
+
+    def _begin(self, environ: dict[str, Any], return_to: str, acr: tuple[str, ...] | None = None) -> Response:
+        browser = read_cookie(environ, self.settings.pending_cookie_name)
+        try:
+            start = self.flow.start_login(return_to=return_to, browser_secret=browser, acr_values=acr,
+                                          request_id=self._request_id(environ))
+        except FlowError as exc:
+            return self._error_page(environ, exc, exc.correlation_id or new_correlation_id(),
+                                    retry=self._login_url(return_to))
+        response = self._redirect(start.url)
+        if start.browser_secret != browser:
+            self._set_browser_cookie(response, start.browser_secret)
+        return response
+
+    def _unauthenticated(self, environ: dict[str, Any]) -> Response:
+        path_qs = quote(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""), safe="/:@!$&'()*+,;=-._~%")
+        if environ.get("QUERY_STRING"):
+            path_qs += "?" + environ["QUERY_STRING"]
+        return_to = safe_return_to(path_qs) or "/"
+        if wants_redirect(environ, self.settings.unauthenticated):
+            return self._begin(environ, return_to)
+        body = json.dumps({"error": "login_required", "login_url": self._login_url(return_to)}).encode()
+        response = Response(body=body, status=401, content_type="application/json", charset=None)
+        response.headers["WWW-Authenticate"] = f'OpenIDConnect realm="fcplus", login_url="{self.settings.login_path}"'
+        return secure(response)
+
+    # -- flow paths -----------------------------------------------------------------------------------
+    def _login(self, environ: dict[str, Any]) -> Response:
+        request = Request(environ)
+        values = request.GET.getall("return_to")
+        acr_values = request.GET.getall("acr")
+        raw = values[0] if len(values) == 1 else None if values else "/"
+        return_to = safe_return_to(raw) if raw is not None else None
+        if return_to is None or len(acr_values) > 1:
+            return self._error_page(environ, FlowError("return_to_invalid"), new_correlation_id(),
+                                    retry=self.settings.login_path)
+        acr = None
+        if acr_values:
+            allowed = self.settings.policy.acr_values_allowed
+            requested = tuple(acr_values[0].split())
+            if not requested or (allowed is not None and not set(requested) <= set(allowed)):
+                return self._error_page(environ, FlowError("callback_malformed", detail="acr not allowed"),
+                                        new_correlation_id(), retry=self.settings.login_path)
+            acr = requested
+        return self._begin(environ, return_to, acr)
+
+    def _callback(self, environ: dict[str, Any]) -> Response:
+        s = self.settings
+        params = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True, max_num_fields=32)
+        browser = read_cookie(environ, s.pending_cookie_name)
+        try:
+            done = self.flow.finish_login(params, browser_secret=browser, request_id=self._request_id(environ))
+        except FlowError as exc:
+            return self._error_page(environ, exc, exc.correlation_id or new_correlation_id(), retry=s.login_path)
+        except ValueError:  # parse_qs: too many fields
+            return self._error_page(environ, FlowError("callback_malformed"), new_correlation_id(),
+                                    retry=s.login_path)
+        old = read_cookie(environ, s.cookie_name)
+        if old:
+            try:
+                self.flow.end_session(old)  # never keep a session id from before the login
+            except StoreError:
+                pass
+        response = self._redirect(done.return_to, 303)
+        response.set_cookie(s.cookie_name, done.session_id, path="/", secure=s.cookie_secure, httponly=True,
+                            samesite="lax")
+        return response
+
+    def _jwks(self, environ: dict[str, Any]) -> Response:
+        if self.service_keys is None:
+            response = Response(status=404, body=b'{"keys":[]}', content_type="application/json", charset=None)
+        else:
+            response = Response(body=self.service_keys.public_json, content_type="application/json", charset=None)
+        response.headers["Cache-Control"] = "public, max-age=60"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
+    def _logout(self, environ: dict[str, Any]) -> Response:
+        s = self.settings
+        method = environ.get("REQUEST_METHOD", "GET")
+        if method not in ("GET", "POST", "HEAD"):
+            return secure(Response(status=405))
+        if environ.get("HTTP_SEC_FETCH_SITE") == "cross-site" or method == "HEAD":
+            return self.pages.notice(
+                fr_title="Se déconnecter ?", fr_message="Confirmez-vous la déconnexion ?",
+                en_title="Sign out?", en_message="Do you want to sign out?",
+                form_action=s.logout_path)
+        session_id = read_cookie(environ, s.cookie_name)
+        browser = read_cookie(environ, s.pending_cookie_name)
+        try:
+            target, browser_secret = self.flow.start_logout(session_id, browser_secret=browser,
+                                                            request_id=self._request_id(environ))
+        except FlowError:
+            target, browser_secret = s.logout_landing_path, browser or ""
+        response = self._redirect(target, 303)
+        response.delete_cookie(s.cookie_name, path="/")
+        if browser_secret and browser_secret != browser:
+            self._set_browser_cookie(response, browser_secret)
+        return response
+
+    def _logout_callback(self, environ: dict[str, Any]) -> Response:
+        s = self.settings
+        params = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True, max_num_fields=32)
+        ok = self.flow.finish_logout(params, browser_secret=read_cookie(environ, s.pending_cookie_name),
+                                     request_id=self._request_id(environ))
+        try:
+            self.flow.end_session(read_cookie(environ, s.cookie_name))
+        except StoreError:
+            pass
+        if ok:
+            response = self._redirect(s.logout_landing_path, 303)
+        else:
+            response = self.pages.notice(
+                fr_title="Vous êtes déconnecté", fr_message="Votre session sur ce service est terminée.",
+                en_title="You are signed out", en_message="Your session on this service has ended.",
+                link_url=s.logout_landing_path, fr_link="Retour à l'accueil", en_link="Back to the home page")
+        response.delete_cookie(s.cookie_name, path="/")
+        return response
+
+
+def make_middleware(app: WSGIApp, **settings: Any) -> FCPlusMiddleware:
+    """Wrap `app`; settings are the ini keys as keyword arguments."""
+    return FCPlusMiddleware(app, settings)

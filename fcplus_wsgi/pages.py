@@ -1,0 +1,103 @@
+"""HTML pages the middleware itself renders: errors and notices, French first.
+
+Jinja2 with autoescaping everywhere; provider-supplied text is capped before it gets
+here and escaped on the way out. Every response carries headers that keep the page out
+of caches and frames and forbid any script: these pages need none.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from typing import Any
+
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PackageLoader, select_autoescape
+from webob import Response
+
+from .errors import Category, FlowError
+
+_TITLES = {
+    Category.USER_CANCELLED: ("Connexion interrompue", "Sign-in interrupted"),
+    Category.SESSION_EXPIRED: ("Connexion expirée", "Sign-in expired"),
+    Category.PROVIDER_UNAVAILABLE: ("Service d'identification indisponible", "Identity service unavailable"),
+    Category.MISCONFIGURED: ("Connexion impossible", "Sign-in impossible"),
+    Category.SECURITY: ("Connexion refusée par sécurité", "Sign-in refused for security"),
+}
+
+SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
+    ("Cache-Control", "no-store"),
+    ("Pragma", "no-cache"),
+    ("X-Frame-Options", "DENY"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+)
+
+
+def secure(response: Response, style_nonce: str | None = None) -> Response:
+    """Add the no-store / no-frame / strict CSP headers to a response we produce."""
+    for name, value in SECURITY_HEADERS:
+        response.headers[name] = value
+    style = f"'nonce-{style_nonce}'" if style_nonce else "'none'"
+    response.headers["Content-Security-Policy"] = (
+        f"default-src 'none'; style-src {style}; img-src 'self'; frame-ancestors 'none'; "
+        "base-uri 'none'; form-action 'self'")
+    return response
+
+
+def prefers_english(accept_language: str | None) -> bool:
+    """French unless the browser ranks English above French."""
+    if not accept_language:
+        return False
+    best_fr = best_en = 0.0
+    for part in accept_language.split(",")[:20]:
+        lang, _, params = part.strip().partition(";")
+        q = 1.0
+        if params.strip().startswith("q="):
+            try:
+                q = float(params.strip()[2:])
+            except ValueError:
+                q = 0.0
+        code = lang.strip().lower()[:2]
+        if code == "fr":
+            best_fr = max(best_fr, q)
+        elif code == "en":
+            best_en = max(best_en, q)
+    return best_en > best_fr
+
+
+class Pages:
+    def __init__(self, template_dirs: Sequence[str] = ()) -> None:
+        loaders: list[Any] = [FileSystemLoader(list(template_dirs))] if template_dirs else []
+        loaders.append(PackageLoader("fcplus_wsgi", "templates"))
+        self.env = Environment(loader=ChoiceLoader(loaders), autoescape=select_autoescape(default=True),
+                               auto_reload=False)
+
+    def render(self, template: str, **context: Any) -> tuple[str, str]:
+        nonce = secrets.token_urlsafe(16)
+        return self.env.get_template(template).render(csp_nonce=nonce, **context), nonce
+
+    def error(self, exc: FlowError, *, correlation_id: str, accept_language: str | None,
+              retry_url: str | None, home_url: str | None = "/") -> Response:
+        spec = exc.spec
+        fr_title, en_title = _TITLES[spec.category]
+        english = prefers_english(accept_language)
+        provider_said = None
+        if exc.provider_error:
+            provider_said = exc.provider_error + (f" — {exc.provider_description}" if exc.provider_description else "")
+        body, nonce = self.render(
+            "error.html", lang="en" if english else "fr", title=en_title if english else fr_title,
+            fr={"lang": "fr", "title": fr_title, "message": spec.message_fr, "retry": "Réessayer",
+                "home": "Retour à l'accueil", "reference": "Référence à communiquer au support :",
+                "provider_said": "Code renvoyé par le fournisseur :"},
+            en={"lang": "en", "title": en_title, "message": spec.message_en, "retry": "Try again",
+                "home": "Back to the home page", "reference": "Reference for support:",
+                "provider_said": "Code returned by the provider:"},
+            retry_url=retry_url if spec.retry else None, home_url=home_url,
+            provider_said=provider_said, correlation_id=correlation_id)
+        response = Response(body=body.encode(), status=spec.status, content_type="text/html", charset="utf-8")
+        response.headers["X-Correlation-ID"] = correlation_id
+        return secure(response, nonce)
+
+    def notice(self, *, status: int = 200, **texts: Any) -> Response:
+        body, nonce = self.render("notice.html", lang="fr", title=texts.get("fr_title", ""), **texts)
+        return secure(Response(body=body.encode(), status=status, content_type="text/html", charset="utf-8"), nonce)

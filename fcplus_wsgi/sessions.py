@@ -1,0 +1,75 @@
+"""How flow state is kept in a store without the store being able to betray it.
+
+Every entry is addressed by a hash of its secret (session id, state) and sealed with
+AES-GCM under another hash of the same secret, so a leaked database or Redis dump holds
+neither usable cookies nor readable tokens, and one entry cannot be moved to another key
+(the key is bound as associated data). Pure functions apart from the random nonce.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import secrets
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+SESSION = "s"
+PENDING_LOGIN = "p"
+PENDING_LOGOUT = "l"
+
+_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{43}")
+_HEX64_RE = re.compile(r"[0-9a-f]{64}")
+
+
+def new_session_id() -> str:
+    """43 url-safe characters: 256 bits from the OS CSPRNG."""
+    return secrets.token_urlsafe(32)
+
+
+def new_state() -> str:
+    """64 hex characters, as FC+ asks for state and nonce (at least 32)."""
+    return secrets.token_hex(32)
+
+
+def looks_like_session_id(value: str | None) -> bool:
+    return value is not None and _TOKEN_RE.fullmatch(value) is not None
+
+
+def looks_like_state(value: str | None) -> bool:
+    return value is not None and _HEX64_RE.fullmatch(value) is not None
+
+
+def store_key(kind: str, secret: str) -> str:
+    return kind + ":" + hashlib.sha256(b"fcplus-key\x00" + secret.encode()).hexdigest()
+
+
+def _cipher(secret: str) -> AESGCM:
+    return AESGCM(hashlib.sha256(b"fcplus-seal\x00" + secret.encode()).digest())
+
+
+def seal(kind: str, secret: str, record: dict[str, Any]) -> bytes:
+    nonce = os.urandom(12)
+    plaintext = json.dumps(record, separators=(",", ":")).encode()
+    return nonce + _cipher(secret).encrypt(nonce, plaintext, kind.encode())
+
+
+def unseal(kind: str, secret: str, blob: bytes) -> dict[str, Any] | None:
+    """The record, or None when the blob was not sealed for this secret and kind."""
+    if len(blob) < 29:
+        return None
+    try:
+        plaintext = _cipher(secret).decrypt(blob[:12], blob[12:], kind.encode())
+    except InvalidTag:
+        return None
+    record = json.loads(plaintext)
+    return record if isinstance(record, dict) else None
+
+
+def binding_hash(browser_secret: str) -> str:
+    """What a pending login stores to recognise the browser that started it."""
+    return hashlib.sha256(b"fcplus-bind\x00" + browser_secret.encode()).hexdigest()

@@ -1,0 +1,359 @@
+"""Settings: parsed once at start-up into a frozen object, or refused with one clear sentence.
+
+Operators write ini files; a typo must stop the service at start with the key named and
+the fix said, never surface as a traceback on a user's first login. Pure logic: reading
+the secret file and the environment are the only side effects, both at start-up.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from .providers import GENERIC, PRESETS, STANDARD_SIGNING_ALGS, Policy, Preset
+
+
+class ConfigError(ValueError):
+    """A setting that cannot work; the message names the key and the fix."""
+
+
+KNOWN_KEYS = frozenset({
+    "provider", "issuer", "client_id", "client_secret", "client_secret_file", "redirect_uri",
+    "post_logout_redirect_uri", "scopes", "acr_values", "keys_file", "session_store", "cookie_name",
+    "cookie_secure", "protected_paths", "public_paths", "login_path", "logout_path", "jwks_path",
+    "session_idle_timeout", "session_max_age", "clock_skew", "http_timeout", "ca_bundle", "prompt",
+    "claims", "request_amr", "token_endpoint_auth_method", "unauthenticated", "logout_landing_path",
+    "pending_login_ttl", "id_token_signing_algs", "insecure_allow_hs256", "jwks_refresh_interval",
+    "max_response_bytes",
+})
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    preset: Preset
+    policy: Policy
+    issuer: str
+    client_id: str
+    client_secret: str = field(repr=False)
+    redirect_uri: str
+    callback_path: str
+    post_logout_redirect_uri: str | None
+    logout_callback_path: str | None
+    scopes: tuple[str, ...]
+    acr_values: tuple[str, ...]
+    keys_file: str | None
+    session_store: str
+    cookie_name: str
+    cookie_secure: bool
+    protected_paths: tuple[str, ...]
+    public_paths: tuple[str, ...]
+    login_path: str
+    logout_path: str
+    jwks_path: str
+    session_idle_timeout: int
+    session_max_age: int
+    clock_skew: int
+    http_timeout: float
+    ca_bundle: str | None
+    prompt: str | None
+    claims: str | None
+    token_endpoint_auth_method: str
+    unauthenticated: str
+    logout_landing_path: str
+    pending_login_ttl: int
+    allow_hs256: bool
+    jwks_refresh_interval: float
+    max_response_bytes: int
+
+    @property
+    def provider_name(self) -> str:
+        return self.preset.name
+
+    @property
+    def pending_cookie_name(self) -> str:
+        return self.cookie_name + "-login"
+
+
+def default_store_url() -> str:
+    """A per-user state folder, so the default survives restarts without writing in cwd."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return "sqlite:///" + str(Path(base) / "fcplus_wsgi" / "sessions.sqlite3")
+
+
+def _interpolate(key: str, value: str) -> str:
+    def repl(m: re.Match[str]) -> str:
+        name = m.group(1)
+        if name not in os.environ:
+            raise ConfigError(f"{key} refers to the environment variable ${{{name}}}, which is not set; "
+                              f"export {name} before starting the service.")
+        return os.environ[name]
+    return _ENV_REF.sub(repl, value)
+
+
+def _as_bool(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "on", "1"):
+        return True
+    if text in ("false", "no", "off", "0"):
+        return False
+    raise ConfigError(f"{key} = {value!r} is not a boolean; write true or false.")
+
+
+def _as_int(key: str, value: Any, minimum: int = 0) -> int:
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise ConfigError(f"{key} = {value!r} is not a whole number of seconds.") from None
+    if number < minimum:
+        raise ConfigError(f"{key} = {number} is too small; it must be at least {minimum}.")
+    return number
+
+
+def _as_float(key: str, value: Any, minimum: float) -> float:
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        raise ConfigError(f"{key} = {value!r} is not a number.") from None
+    if number < minimum:
+        raise ConfigError(f"{key} = {number} is too small; it must be at least {minimum}.")
+    return number
+
+
+def _as_list(value: Any) -> tuple[str, ...]:
+    if isinstance(value, (list, tuple)):
+        return tuple(str(v) for v in value)
+    return tuple(v for v in re.split(r"[\s,]+", str(value).strip()) if v)
+
+
+def _as_path(key: str, value: Any) -> str:
+    text = str(value).strip()
+    if not text.startswith("/") or text.startswith("//") or any(c in text for c in "?#\\ \t"):
+        raise ConfigError(f"{key} = {text!r} must be an absolute path such as /oidc/login (no host, query or spaces).")
+    return text.rstrip("/") or "/"
+
+
+def is_loopback_host(host: str | None) -> bool:
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_url(key: str, value: str, *, require_https: bool) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{key} = {value!r} must be an absolute http(s) URL.")
+    if parts.fragment:
+        raise ConfigError(f"{key} = {value!r} must not have a #fragment.")
+    if parts.scheme == "http":
+        if require_https:
+            raise ConfigError(f"{key} = {value!r} uses http with a production preset; production needs https.")
+        if not is_loopback_host(parts.hostname):
+            raise ConfigError(f"{key} = {value!r} uses http on a non-loopback host; use https "
+                              "(plain http is only accepted on 127.0.0.1/localhost for development).")
+    return value
+
+
+def parse_settings(raw: Mapping[str, Any]) -> Settings:
+    """Validate raw ini values (or keyword arguments) into Settings, or raise ConfigError."""
+    unknown = sorted(k for k in raw if k not in KNOWN_KEYS and not k.startswith(("fcplus.", "_")))
+    if unknown:
+        raise ConfigError(f"unknown setting {unknown[0]!r}; check its spelling "
+                          "(known settings are listed in docs/configuration.md).")
+
+    def get(key: str, default: Any = None) -> Any:
+        value = raw.get(key, default)
+        if isinstance(value, str):
+            value = _interpolate(key, value).strip()
+            if value == "":
+                return default
+        return value
+
+    provider = get("provider")
+    if provider is None:
+        preset = GENERIC
+    elif provider in PRESETS:
+        preset = PRESETS[provider]
+    else:
+        raise ConfigError(f"provider = {provider!r} is not a known preset; use one of {', '.join(sorted(PRESETS))} "
+                          "or leave it out and set issuer for a plain OpenID Connect provider.")
+    policy = preset.policy
+
+    issuer = get("issuer", preset.issuer or None)
+    if not issuer:
+        raise ConfigError("issuer is missing; set provider = fcplus-integration (or another preset) or issuer = https://....")
+    issuer = _check_url("issuer", str(issuer).rstrip("/"), require_https=policy.require_https_issuer)
+
+    client_id = get("client_id")
+    if not client_id:
+        raise ConfigError("client_id is missing; copy it from your provider registration.")
+    secret = get("client_secret")
+    secret_file = get("client_secret_file")
+    if secret and secret_file:
+        raise ConfigError("set either client_secret or client_secret_file, not both.")
+    if secret_file:
+        try:
+            secret = Path(secret_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"client_secret_file {secret_file} cannot be read ({exc.strerror}).") from None
+        if not secret:
+            raise ConfigError(f"client_secret_file {secret_file} is empty.")
+    if not secret:
+        raise ConfigError("client_secret is missing; set client_secret = ${ENV_VAR} or client_secret_file = /path.")
+
+    redirect_uri = get("redirect_uri")
+    if not redirect_uri:
+        raise ConfigError("redirect_uri is missing; set the absolute callback URL registered at the provider, "
+                          "e.g. https://service.example/oidc/callback.")
+    redirect_uri = _check_url("redirect_uri", str(redirect_uri), require_https=policy.require_https_issuer)
+    rparts = urlsplit(redirect_uri)
+    if rparts.query:
+        raise ConfigError("redirect_uri must not carry a query string.")
+    callback_path = rparts.path or "/"
+
+    plru = get("post_logout_redirect_uri")
+    logout_cb: str | None = None
+    if plru:
+        plru = _check_url("post_logout_redirect_uri", str(plru), require_https=policy.require_https_issuer)
+        logout_cb = urlsplit(plru).path or "/"
+
+    cookie_secure = _as_bool("cookie_secure", get("cookie_secure", True))
+    if cookie_secure and rparts.scheme != "https":
+        raise ConfigError("cookie_secure is true but redirect_uri uses http: browsers would drop the cookies and loop. "
+                          "Use https, or set cookie_secure = false for local development only.")
+    cookie_name = str(get("cookie_name", "__Host-fcplus" if cookie_secure else "fcplus"))
+    if not re.fullmatch(r"[A-Za-z0-9_\-]+", cookie_name):
+        raise ConfigError(f"cookie_name = {cookie_name!r} may only hold letters, digits, '-' and '_'.")
+    if cookie_name.startswith("__Host-") and not cookie_secure:
+        raise ConfigError("cookie_name starts with __Host-, which browsers only accept with cookie_secure = true.")
+
+    scopes = _as_list(get("scopes", " ".join(policy.default_scopes)))
+    if "openid" not in scopes:
+        raise ConfigError("scopes must contain openid.")
+
+    acr_values = _as_list(get("acr_values", " ".join(policy.default_acr_values)))
+    if policy.require_acr_values and not acr_values:
+        raise ConfigError(f"acr_values is required by the {preset.name} preset; use eidas2 or eidas3.")
+    if policy.acr_values_allowed is not None:
+        bad = [v for v in acr_values if v not in policy.acr_values_allowed]
+        if bad:
+            raise ConfigError(f"acr_values = {bad[0]!r} is not accepted by {preset.name}; use one of "
+                              f"{', '.join(policy.acr_values_allowed)}.")
+
+    claims = get("claims")
+    if _as_bool("request_amr", get("request_amr", False)):
+        if claims:
+            raise ConfigError("set either claims or request_amr, not both.")
+        claims = json.dumps({"id_token": {"amr": {"essential": True}}}, separators=(",", ":"))
+    if claims:
+        try:
+            parsed = json.loads(claims)
+        except ValueError:
+            raise ConfigError("claims must be a JSON object such as {\"id_token\":{\"amr\":{\"essential\":true}}}.") from None
+        if not isinstance(parsed, dict):
+            raise ConfigError("claims must be a JSON object.")
+        if "claims" not in policy.optional_params:
+            raise ConfigError(f"claims is not accepted by {preset.name}.")
+
+    prompt = get("prompt")
+    if prompt is not None:
+        prompt = str(prompt)
+        if not set(prompt.split()) <= {"none", "login", "consent", "select_account"}:
+            raise ConfigError(f"prompt = {prompt!r} is not valid; use login, consent, none or select_account.")
+
+    method = str(get("token_endpoint_auth_method", policy.token_endpoint_auth_method))
+    if method not in ("client_secret_post", "client_secret_basic"):
+        raise ConfigError("token_endpoint_auth_method must be client_secret_post or client_secret_basic.")
+
+    unauthenticated = str(get("unauthenticated", "auto"))
+    if unauthenticated not in ("auto", "redirect", "401"):
+        raise ConfigError("unauthenticated must be auto, redirect or 401.")
+
+    allow_hs256 = _as_bool("insecure_allow_hs256", get("insecure_allow_hs256", False))
+    algs = _as_list(get("id_token_signing_algs", " ".join(policy.id_token_signing_algs)))
+    for alg in algs:
+        if alg == "none" or alg.lower() == "none":
+            raise ConfigError("id_token_signing_algs may never contain none.")
+        if alg.startswith("HS") and not allow_hs256:
+            raise ConfigError(f"id_token_signing_algs contains {alg}; symmetric signatures need insecure_allow_hs256 = true.")
+        if alg not in (*STANDARD_SIGNING_ALGS, "ES384", "ES512", "RS384", "RS512", "PS384", "PS512", "HS256"):
+            raise ConfigError(f"id_token_signing_algs contains unknown alg {alg!r}.")
+    if set(algs) - set(policy.id_token_signing_algs) - {"HS256"} and preset is not GENERIC:
+        raise ConfigError(f"id_token_signing_algs may only narrow the {preset.name} policy "
+                          f"({', '.join(policy.id_token_signing_algs)}).")
+    if allow_hs256 and "HS256" not in algs:
+        algs = (*algs, "HS256")
+    policy = Policy(**{**policy.__dict__, "id_token_signing_algs": algs,
+                       "userinfo_signing_algs": tuple(a for a in policy.userinfo_signing_algs if a in algs) or algs})
+
+    keys_file = get("keys_file")
+    if policy.require_encryption and not keys_file:
+        raise ConfigError(f"keys_file is required: {preset.name} encrypts tokens to the service's keys. "
+                          "Create one with `fcplus-wsgi keys generate > keys.json`.")
+
+    login_path = _as_path("login_path", get("login_path", "/oidc/login"))
+    logout_path = _as_path("logout_path", get("logout_path", "/oidc/logout"))
+    jwks_path = _as_path("jwks_path", get("jwks_path", "/oidc/jwks.json"))
+    landing = _as_path("logout_landing_path", get("logout_landing_path", "/"))
+    own = {"login_path": login_path, "logout_path": logout_path, "jwks_path": jwks_path,
+           "redirect_uri (callback path)": callback_path}
+    if logout_cb:
+        own["post_logout_redirect_uri (logout callback path)"] = logout_cb
+    seen: dict[str, str] = {}
+    for name, path in own.items():
+        if path == "/":
+            raise ConfigError(f"{name} is '/', which would hide the whole application; use a path such as /oidc/callback.")
+        if path in seen:
+            raise ConfigError(f"{name} and {seen[path]} are both {path}; each flow path must be distinct.")
+        seen[path] = name
+
+    protected = tuple(_as_path("protected_paths", p) for p in _as_list(get("protected_paths", "/")))
+    public = tuple(_as_path("public_paths", p) for p in _as_list(get("public_paths", "")))
+    if landing in (login_path, logout_path, callback_path) or landing == logout_cb:
+        raise ConfigError("logout_landing_path must be a page of the application, not a flow path.")
+
+    idle = _as_int("session_idle_timeout", get("session_idle_timeout", 1800), minimum=60)
+    max_age = _as_int("session_max_age", get("session_max_age", 12 * 3600), minimum=60)
+    if max_age < idle:
+        raise ConfigError("session_max_age must be at least session_idle_timeout.")
+
+    ca_bundle = get("ca_bundle")
+    if ca_bundle and not Path(ca_bundle).is_file():
+        raise ConfigError(f"ca_bundle {ca_bundle} is not a readable file.")
+
+    store = str(get("session_store", default_store_url()))
+    if not store.startswith(("memory://", "sqlite:///", "redis://", "rediss://")):
+        raise ConfigError(f"session_store = {store!r} is not supported; use memory:// or sqlite:///PATH.")
+
+    return Settings(
+        preset=preset, policy=policy, issuer=issuer, client_id=str(client_id), client_secret=str(secret),
+        redirect_uri=redirect_uri, callback_path=callback_path, post_logout_redirect_uri=plru,
+        logout_callback_path=logout_cb, scopes=scopes, acr_values=acr_values, keys_file=keys_file,
+        session_store=store, cookie_name=cookie_name, cookie_secure=cookie_secure,
+        protected_paths=protected, public_paths=public, login_path=login_path, logout_path=logout_path,
+        jwks_path=jwks_path,
+        session_idle_timeout=idle, session_max_age=max_age,
+        clock_skew=_as_int("clock_skew", get("clock_skew", 60)),
+        http_timeout=_as_float("http_timeout", get("http_timeout", 10), 0.1),
+        ca_bundle=ca_bundle, prompt=prompt, claims=claims, token_endpoint_auth_method=method,
+        unauthenticated=unauthenticated, logout_landing_path=landing,
+        pending_login_ttl=_as_int("pending_login_ttl", get("pending_login_ttl", 600), minimum=30),
+        allow_hs256=allow_hs256,
+        jwks_refresh_interval=_as_float("jwks_refresh_interval", get("jwks_refresh_interval", 2), 0.0),
+        max_response_bytes=_as_int("max_response_bytes", get("max_response_bytes", 1 << 20), minimum=4096),
+    )
