@@ -12,8 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+# Steps of the flow proper (one metric label and one log event each).
 STEPS = ("login_redirect", "callback", "token", "id_token", "userinfo", "session", "logout",
          "logout_callback", "revocation")
+# Other event kinds: "login" (a completed sign-in; duration = redirect to session, acr set),
+# "session_ended" (extra["reason"] in idle|max_age|logout), "provider_request" (one HTTP
+# call to the provider; extra["endpoint"] in discovery|jwks|token|userinfo|revocation).
 
 _log = logging.getLogger("fcplus_wsgi.events")
 

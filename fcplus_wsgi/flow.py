@@ -235,7 +235,9 @@ class Flow:
         with self._step("session", cid, request_id):
             self.store.put(store_key(SESSION, session_id), seal(SESSION, session_id, record),
                            min(s.session_idle_timeout, s.session_max_age))
-        self._emit("login", "success", cid, request_id, acr=acr)
+        self.bus.emit(FlowEvent(step="login", outcome="success", provider=self.provider, correlation_id=cid,
+                                request_id=request_id, duration=max(0.0, self.clock() - float(pending.get("t", now))),
+                                acr=acr))
         return LoginDone(session_id=session_id, return_to=str(pending.get("return_to") or "/"), record=record,
                          correlation_id=cid)
 
@@ -331,6 +333,8 @@ class Flow:
         if record is None:
             return s.logout_landing_path, browser_secret or ""
         cid = str(record.get("cid") or cid)
+        self.bus.emit(FlowEvent(step="session_ended", outcome="success", provider=self.provider, correlation_id=cid,
+                                request_id=request_id, extra={"reason": "logout"}))
         access_token = record.get("at")
         try:
             metadata = self.client.metadata()

@@ -126,13 +126,13 @@ class FCPlusMiddleware:
             except StoreError as exc:
                 raise ConfigError(f"session_store: {exc}") from None
         self.store = store
-        self.client = client or ProviderClient(
-            s.issuer, timeout=s.http_timeout, ca_bundle=s.ca_bundle, max_bytes=s.max_response_bytes,
-            jwks_refresh_interval=s.jwks_refresh_interval)
         if bus is None:
             bus = EventBus()
             bus.subscribe(stdlib_log_subscriber())
         self.bus = bus
+        self.client = client or ProviderClient(
+            s.issuer, timeout=s.http_timeout, ca_bundle=s.ca_bundle, max_bytes=s.max_response_bytes,
+            jwks_refresh_interval=s.jwks_refresh_interval, observe=self._observe_provider_call)
         self.flow = Flow(s, client=self.client, store=store, service_keys=service_keys, bus=bus, clock=clock)
         self.pages = pages or Pages()
         self._routes: dict[str, Callable[[dict[str, Any]], Response]] = {
@@ -143,6 +143,11 @@ class FCPlusMiddleware:
         }
         if s.logout_callback_path:
             self._routes[s.logout_callback_path] = self._logout_callback
+
+    def _observe_provider_call(self, endpoint: str, seconds: float, outcome: str) -> None:
+        self.bus.emit(FlowEvent(step="provider_request", outcome="success" if outcome == "success" else "failure",
+                                provider=self.settings.provider_name, correlation_id="", duration=seconds,
+                                error=None if outcome == "success" else outcome, extra={"endpoint": endpoint}))
 
     # -- WSGI entry ---------------------------------------------------------------------------------
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
