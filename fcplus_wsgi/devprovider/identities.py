@@ -1,0 +1,201 @@
+"""Test identities of the development provider and the FC+ scope-to-claim mapping.
+
+The identities are fictional but shaped exactly like FC+ pivot identities (same claim
+names, same formats), so a relying party that maps them correctly here maps real FC+
+users correctly too. Validation is strict on purpose: a malformed identity file would
+otherwise teach a service to accept data FC+ never sends.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from .errors import ConfigError
+
+# FC+ scopes and the claims each one releases (reference §2.1). Every pivot claim also has
+# a scope of its own name. `openid` releases only `sub`, which is always present.
+PIVOT_CLAIMS: tuple[str, ...] = (
+    "given_name",
+    "family_name",
+    "preferred_username",
+    "birthdate",
+    "gender",
+    "birthplace",
+    "birthcountry",
+    "email",
+)
+SCOPE_CLAIMS: dict[str, tuple[str, ...]] = {
+    "openid": (),
+    **{claim: (claim,) for claim in PIVOT_CLAIMS},
+    "profile": ("given_name", "family_name", "birthdate", "gender", "preferred_username"),
+    "birth": ("birthplace", "birthcountry"),
+    "identite_pivot": ("given_name", "family_name", "birthdate", "gender", "birthplace", "birthcountry"),
+}
+SUPPORTED_SCOPES: tuple[str, ...] = (
+    "openid",
+    "given_name",
+    "family_name",
+    "birthdate",
+    "gender",
+    "birthplace",
+    "birthcountry",
+    "email",
+    "preferred_username",
+    "profile",
+    "birth",
+    "identite_pivot",
+)
+
+FRANCE = "99100"
+_UID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+# INSEE COG commune code: department [0-8][0-9AB] (2A/2B = Corsica) or 9[0-8AB], then 3 digits.
+_COG = re.compile(r"(?:[0-8][0-9AB]|9[0-8AB])[0-9]{3}")
+_COUNTRY = re.compile(r"99[0-9]{3}")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_NAME = re.compile(r"[^\W\d_]+(?:[ '\-][^\W\d_]+)*")
+_EMAIL = re.compile(r"[^@\s<>\"]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?\.[A-Za-z]{2,}")
+
+
+@dataclass(frozen=True)
+class Identity:
+    """One test user, carrying the FC+ pivot identity the provider will release.
+
+    `uid` is the provider-side account id (never sent: FC+ sends a pairwise `sub`).
+    `preferred_username` (usage name) is optional because not every FC+ identity
+    provider supplies it; when absent the claim is omitted, as FC+ does.
+    `birthplace` is the INSEE commune code, or "" for people born abroad.
+    """
+
+    uid: str
+    given_name: str
+    family_name: str
+    birthdate: str
+    gender: str
+    birthplace: str
+    birthcountry: str
+    email: str
+    preferred_username: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.preferred_username == "":
+            object.__setattr__(self, "preferred_username", None)
+        problem = _identity_problem(self)
+        if problem:
+            raise ConfigError(f"identity {self.uid!r}: {problem}")
+
+    def claims(self) -> dict[str, str]:
+        """Every pivot claim this identity has, by claim name (absent optional ones left out)."""
+        out = {name: getattr(self, name) for name in PIVOT_CLAIMS}
+        return {name: value for name, value in out.items() if value is not None}
+
+
+def _identity_problem(ident: Identity) -> str | None:
+    """Why an identity does not look like an FC+ pivot identity, or None."""
+    for f in fields(ident):
+        value = getattr(ident, f.name)
+        if value is not None and not isinstance(value, str):
+            return f"{f.name} must be a string"
+    if not _UID.fullmatch(ident.uid):
+        return "uid must be 1-64 letters, digits, '.', '_' or '-'"
+    for name in ("given_name", "family_name", "preferred_username"):
+        value = getattr(ident, name)
+        if value is None:
+            continue
+        if not 1 <= len(value) <= 256 or not _NAME.fullmatch(value):
+            return f"{name} must be 1-256 letters, with single spaces, '-' or \"'\" between words"
+    if not _DATE.fullmatch(ident.birthdate):
+        return "birthdate must be YYYY-MM-DD"
+    try:
+        datetime.date.fromisoformat(ident.birthdate)
+    except ValueError:
+        return "birthdate is not a real date (presumed dates use YYYY-01-01 or YYYY-MM-01)"
+    if ident.gender not in ("male", "female"):
+        return "gender must be 'male' or 'female'"
+    if not _COUNTRY.fullmatch(ident.birthcountry):
+        return "birthcountry must be a 5-digit INSEE code starting with 99 (99100 = France)"
+    if ident.birthcountry == FRANCE:
+        if not _COG.fullmatch(ident.birthplace):
+            return "birthplace must be a 5-character INSEE commune code when birthcountry is 99100"
+    elif ident.birthplace != "":
+        return "birthplace must be \"\" when born abroad (birthcountry other than 99100)"
+    if not _EMAIL.fullmatch(ident.email):
+        return "email must be an address like name@example.org"
+    return None
+
+
+_FIELD_NAMES = tuple(f.name for f in fields(Identity))
+_REQUIRED = tuple(name for name in _FIELD_NAMES if name != "preferred_username")
+
+
+def identity_from_dict(data: Any, source: str) -> Identity:
+    """Build an Identity from a JSON object, naming the bad field on failure."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source} is not a JSON object")
+    unknown = sorted(set(data) - set(_FIELD_NAMES))
+    if unknown:
+        raise ConfigError(f"{source} has unknown field {unknown[0]!r} (allowed: {', '.join(_FIELD_NAMES)})")
+    missing = [name for name in _REQUIRED if name not in data]
+    if missing:
+        raise ConfigError(f"{source} lacks the required field {missing[0]!r}")
+    try:
+        return Identity(**dict(data))
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+
+
+def identities_from_json(data: Any, source: str = "identities") -> list[Identity]:
+    """Parse a JSON list of identity objects (the --identities file format)."""
+    if not isinstance(data, list) or not data:
+        raise ConfigError(f"{source} must be a non-empty JSON list of identity objects")
+    return [identity_from_dict(item, f"{source} item #{index}") for index, item in enumerate(data)]
+
+
+BUILTIN_IDENTITIES: tuple[Identity, ...] = (
+    Identity(
+        uid="marie-martin",
+        given_name="Marie Élise",
+        family_name="MARTIN",
+        preferred_username="DURAND",
+        birthdate="1985-04-12",
+        gender="female",
+        birthplace="75056",
+        birthcountry=FRANCE,
+        email="marie.martin@example.org",
+    ),
+    Identity(
+        uid="jean-dupont",
+        given_name="Jean Pierre",
+        family_name="DUPONT",
+        birthdate="1962-01-01",  # a presumed date (unknown day and month), as FC+ sends them
+        gender="male",
+        birthplace="2A004",  # Ajaccio: Corsican codes are not all digits
+        birthcountry=FRANCE,
+        email="jean.dupont@example.org",
+    ),
+    Identity(
+        uid="amina-benali",
+        given_name="Amina",
+        family_name="BEN ALI",
+        birthdate="1990-09-23",
+        gender="female",
+        birthplace="",  # born abroad: FC+ sends an empty birthplace
+        birthcountry="99350",  # Morocco
+        email="amina.benali@example.com",
+    ),
+    Identity(
+        uid="lucas-petit",
+        given_name="Lucas",
+        family_name="PETIT-ROUX",
+        preferred_username="D'ARTOIS",
+        birthdate="2001-11-30",
+        gender="male",
+        birthplace="69123",  # Lyon
+        birthcountry=FRANCE,
+        email="lucas.petit-roux@example.net",
+    ),
+)
+"""Fictional built-in test identities (one born abroad, one with a presumed birth date)."""

@@ -1,0 +1,206 @@
+"""In-memory, thread-safe state: pending interactions, authorization codes, access tokens.
+
+The provider is served by several waitress threads, and a relying party's token
+request can race a replayed one, so every read-modify-write happens under one lock.
+Nothing survives a restart, which is fine for a development provider: codes live 30 s
+and tokens 60 s. Expired entries are purged opportunistically and every map is
+capped, so a script hammering /authorize cannot grow memory without bound.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import TypeVar
+
+INTERACTION_TTL = 600  # seconds; FC+ core interaction/session TTL
+MAX_ENTRIES = 10_000  # per map; oldest entries are dropped beyond this
+_PURGE_EVERY = 5.0  # seconds between opportunistic purges
+
+
+def new_secret() -> str:
+    """A 256-bit random, URL-safe value (43 characters) for ids, codes and tokens."""
+    return secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True)
+class Interaction:
+    """A validated authorization request waiting for the user's choice on the login page."""
+
+    id: str
+    client_id: str
+    redirect_uri: str
+    scopes: tuple[str, ...]
+    state: str
+    nonce: str
+    min_acr: str
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class CodeGrant:
+    """What an authorization code stands for, plus its redemption status."""
+
+    code: str
+    client_id: str
+    redirect_uri: str
+    uid: str
+    acr: str
+    nonce: str
+    scopes: tuple[str, ...]
+    auth_time: int
+    sid: str
+    expires_at: float
+    used: bool = False
+    access_token: str | None = None
+
+
+@dataclass(frozen=True)
+class AccessToken:
+    """An issued bearer token: whose it is, for which client and scopes, until when."""
+
+    token: str
+    client_id: str
+    uid: str
+    scopes: tuple[str, ...]
+    expires_at: float
+    revoked: bool = False
+
+
+class RedeemError(Exception):
+    """Why a code cannot be redeemed; `str()` is a safe, ASCII error_description."""
+
+
+_V = TypeVar("_V")
+
+
+class Store:
+    """All mutable provider state behind a single lock, with an injectable clock."""
+
+    def __init__(self, clock: Callable[[], float], code_ttl: int, access_token_ttl: int) -> None:
+        self._clock = clock
+        self._code_ttl = code_ttl
+        self._access_token_ttl = access_token_ttl
+        self._lock = threading.Lock()
+        self._interactions: dict[str, Interaction] = {}
+        self._codes: dict[str, CodeGrant] = {}
+        self._tokens: dict[str, AccessToken] = {}
+        self._last_purge = 0.0
+
+    def now(self) -> float:
+        return self._clock()
+
+    # -- housekeeping (call with the lock held) ---------------------------------------
+
+    def _purge(self, now: float) -> None:
+        if now - self._last_purge < _PURGE_EVERY:
+            return
+        self._last_purge = now
+        self._interactions = {k: v for k, v in self._interactions.items() if v.expires_at > now}
+        # Used codes are kept while their access token may live, so a replay can revoke it.
+        keep = self._access_token_ttl
+        self._codes = {k: v for k, v in self._codes.items() if v.expires_at + keep > now}
+        self._tokens = {k: v for k, v in self._tokens.items() if v.expires_at > now}
+
+    @staticmethod
+    def _cap(mapping: dict[str, _V]) -> None:
+        while len(mapping) > MAX_ENTRIES:
+            del mapping[next(iter(mapping))]
+
+    # -- interactions -----------------------------------------------------------------
+
+    def add_interaction(self, client_id: str, redirect_uri: str, scopes: tuple[str, ...], state: str,
+                        nonce: str, min_acr: str) -> Interaction:
+        with self._lock:
+            now = self._clock()
+            self._purge(now)
+            item = Interaction(new_secret(), client_id, redirect_uri, scopes, state, nonce, min_acr,
+                               now + INTERACTION_TTL)
+            self._interactions[item.id] = item
+            self._cap(self._interactions)
+            return item
+
+    def pop_interaction(self, interaction_id: str) -> Interaction | None:
+        """Take an interaction out (single use); None when unknown, used or expired."""
+        with self._lock:
+            now = self._clock()
+            self._purge(now)
+            item = self._interactions.pop(interaction_id, None)
+            if item is None or item.expires_at <= now:
+                return None
+            return item
+
+    # -- authorization codes ----------------------------------------------------------
+
+    def add_code(self, interaction: Interaction, uid: str, acr: str) -> CodeGrant:
+        with self._lock:
+            now = self._clock()
+            self._purge(now)
+            grant = CodeGrant(
+                code=new_secret(), client_id=interaction.client_id, redirect_uri=interaction.redirect_uri,
+                uid=uid, acr=acr, nonce=interaction.nonce, scopes=interaction.scopes, auth_time=int(now),
+                sid=new_secret(), expires_at=now + self._code_ttl,
+            )
+            self._codes[grant.code] = grant
+            self._cap(self._codes)
+            return grant
+
+    def _check_code(self, code: str, client_id: str, redirect_uri: str | None, now: float) -> CodeGrant:
+        grant = self._codes.get(code)
+        if grant is None or grant.client_id != client_id:
+            raise RedeemError("authorization code is unknown")
+        if grant.used:
+            # RFC 6749 §4.1.2: a replayed code should revoke what it produced.
+            if grant.access_token is not None:
+                self._revoke(grant.access_token)
+            raise RedeemError("authorization code was already used")
+        if grant.expires_at <= now:
+            raise RedeemError("authorization code has expired")
+        if redirect_uri != grant.redirect_uri:
+            raise RedeemError("redirect_uri does not match the one used at the authorization endpoint")
+        return grant
+
+    def peek_code(self, code: str, client_id: str, redirect_uri: str | None) -> CodeGrant:
+        """Check a code without consuming it, so slow work (key fetch) can run unlocked."""
+        with self._lock:
+            now = self._clock()
+            self._purge(now)
+            return self._check_code(code, client_id, redirect_uri, now)
+
+    def redeem_code(self, code: str, client_id: str, redirect_uri: str | None, access_token: str) -> AccessToken:
+        """Atomically re-check and consume a code, recording the access token it produced."""
+        with self._lock:
+            now = self._clock()
+            grant = self._check_code(code, client_id, redirect_uri, now)
+            self._codes[code] = replace(grant, used=True, access_token=access_token)
+            token = AccessToken(access_token, grant.client_id, grant.uid, grant.scopes,
+                                now + self._access_token_ttl)
+            self._tokens[access_token] = token
+            self._cap(self._tokens)
+            return token
+
+    # -- access tokens ----------------------------------------------------------------
+
+    def _revoke(self, access_token: str) -> None:
+        token = self._tokens.get(access_token)
+        if token is not None:
+            self._tokens[access_token] = replace(token, revoked=True)
+
+    def access_token(self, access_token: str) -> AccessToken | None:
+        """The live token record, or None when unknown, expired or revoked."""
+        with self._lock:
+            now = self._clock()
+            self._purge(now)
+            token = self._tokens.get(access_token)
+            if token is None or token.revoked or token.expires_at <= now:
+                return None
+            return token
+
+    def revoke_access_token(self, access_token: str, client_id: str) -> None:
+        """Revoke a token if it belongs to this client (RFC 7009 §2.1); silent otherwise."""
+        with self._lock:
+            token = self._tokens.get(access_token)
+            if token is not None and token.client_id == client_id:
+                self._revoke(access_token)
