@@ -119,7 +119,7 @@ def keys_from_jwks(data: dict[str, Any], source: str = "keys") -> ServiceKeys:
             raise KeyFileError(f"{source}: key #{index} is not a JSON object.")
         try:
             key = jwk.JWK(**item)
-        except Exception as exc:  # jwcrypto raises several types for bad members
+        except Exception as exc:  # noqa: BLE001 - jwcrypto raises several types for bad members
             raise KeyFileError(f"{source}: key #{index} is not a valid JWK ({exc.__class__.__name__}).") from None
         if not key.has_private:
             raise KeyFileError(f"{source}: key #{index} (kid {item.get('kid', '?')}) has no private part; "
