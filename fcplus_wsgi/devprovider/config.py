@@ -181,6 +181,7 @@ class DevProviderConfig:
             raise ConfigError("identities must be a non-empty list of Identity")
         if not all(isinstance(ident, Identity) for ident in self.identities):
             raise ConfigError("identities must contain Identity objects")
+        object.__setattr__(self, "identities", tuple(self.identities))
         uids = [ident.uid for ident in self.identities]
         if len(set(uids)) != len(uids):
             raise ConfigError("two identities share a uid")
