@@ -15,7 +15,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 from webob import Request, Response
 
@@ -92,6 +92,11 @@ def send(response: Response, environ: Mapping[str, Any], start_response: Callabl
     from what the client says the host is."""
     start_response(response.status, response.headerlist)
     return [] if environ.get("REQUEST_METHOD") == "HEAD" else response.app_iter
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def _under(path: str, prefixes: tuple[str, ...]) -> bool:
@@ -313,7 +318,7 @@ class FCPlusMiddleware:
             return self.pages.notice(
                 fr_title="Se déconnecter ?", fr_message="Confirmez-vous la déconnexion ?",
                 en_title="Sign out?", en_message="Do you want to sign out?",
-                form_action=s.logout_path)
+                form_action=s.logout_path, form_targets=(_origin(s.issuer),))
         session_id = read_cookie(environ, s.cookie_name)
         browser = read_cookie(environ, s.pending_cookie_name)
         try:

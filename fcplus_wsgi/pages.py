@@ -33,14 +33,19 @@ SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
 )
 
 
-def secure(response: Response, style_nonce: str | None = None) -> Response:
-    """Add the no-store / no-frame / strict CSP headers to a response we produce."""
+def secure(response: Response, style_nonce: str | None = None, form_targets: tuple[str, ...] = ()) -> Response:
+    """Add the no-store / no-frame / strict CSP headers to a response we produce.
+
+    `form_targets` are origins a form's submission may be redirected to: browsers check
+    the redirect after a form POST against form-action too (logout goes on to the provider).
+    """
     for name, value in SECURITY_HEADERS:
         response.headers[name] = value
     style = f"'nonce-{style_nonce}'" if style_nonce else "'none'"
+    form_action = " ".join(("'self'", *form_targets))
     response.headers["Content-Security-Policy"] = (
         f"default-src 'none'; style-src {style}; img-src 'self'; frame-ancestors 'none'; "
-        "base-uri 'none'; form-action 'self'")
+        f"base-uri 'none'; form-action {form_action}")
     return response
 
 
@@ -98,6 +103,7 @@ class Pages:
         response.headers["X-Correlation-ID"] = correlation_id
         return secure(response, nonce)
 
-    def notice(self, *, status: int = 200, **texts: Any) -> Response:
+    def notice(self, *, status: int = 200, form_targets: tuple[str, ...] = (), **texts: Any) -> Response:
         body, nonce = self.render("notice.html", lang="fr", title=texts.get("fr_title", ""), **texts)
-        return secure(Response(body=body.encode(), status=status, content_type="text/html", charset="utf-8"), nonce)
+        response = Response(body=body.encode(), status=status, content_type="text/html", charset="utf-8")
+        return secure(response, nonce, form_targets)

@@ -49,4 +49,11 @@ def serve_wsgi(app: Any, port: int | None = None, threads: int = 8) -> Iterator[
         yield f"http://127.0.0.1:{bound_port}"
     finally:
         server.close()
+        # Keep-alive connections keep waitress's loop running; close them so it ends now.
+        for channel in list(getattr(server, "_map", {}).values()):
+            try:
+                channel.close()
+            except OSError:
+                pass
+        server.task_dispatcher.shutdown(timeout=0.2)
         thread.join(timeout=5)
