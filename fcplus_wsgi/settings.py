@@ -337,8 +337,11 @@ def parse_settings(raw: Mapping[str, Any]) -> Settings:
         raise ConfigError(f"ca_bundle {ca_bundle} is not a readable file.")
 
     store = str(get("session_store", default_store_url()))
-    if not store.startswith(("memory://", "sqlite:///", "redis://", "rediss://")):
-        raise ConfigError(f"session_store = {store!r} is not supported; use memory:// or sqlite:///PATH.")
+    if not store.startswith(("memory://", "sqlite:///", "redis://", "rediss://", "redis+sentinel://",
+                             "rediss+sentinel://", "redis+cluster://", "rediss+cluster://")):
+        # Never echo the URL: a Redis URL may hold a password.
+        raise ConfigError("session_store names an unknown backend; use memory://, sqlite:///PATH or redis://HOST "
+                          "(see docs/session-stores.md).")
 
     return Settings(
         preset=preset, policy=policy, issuer=issuer, client_id=str(client_id), client_secret=str(secret),
