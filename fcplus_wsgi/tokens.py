@@ -146,6 +146,11 @@ def _select_key(header: Mapping[str, Any], provider: ProviderKeys, alg: str, pre
     return candidates[0]
 
 
+def _refuse_constant(name: str) -> Any:
+    """RFC 8259 has no NaN/Infinity, but Python's json accepts them: `exp: NaN` would never expire."""
+    raise ValueError(f"non-standard JSON constant {name}")
+
+
 def verify_signature(compact: str, provider: ProviderKeys, algs: Sequence[str], prefix: str,
                      client_secret: str | None = None) -> dict[str, Any]:
     """Verify a compact JWS against the provider keys and return its JSON payload."""
@@ -177,7 +182,7 @@ def verify_signature(compact: str, provider: ProviderKeys, algs: Sequence[str], 
     except (JWException, ValueError, TypeError):
         raise FlowError(code_bad, detail="signature does not verify") from None
     try:
-        payload = json.loads(jws.payload)
+        payload = json.loads(jws.payload, parse_constant=_refuse_constant)
     except (ValueError, UnicodeDecodeError):
         raise FlowError("id_token_claims_invalid" if prefix == "id_token" else "userinfo_malformed",
                         detail="payload is not JSON") from None
