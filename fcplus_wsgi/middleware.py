@@ -27,6 +27,7 @@ from .flow import Flow, new_correlation_id
 from .identity import ENVIRON_KEY, Identity
 from .keys import KeyFileError, ServiceKeys, load_keys_file
 from .pages import Pages, secure
+from .providers import EIDAS_ORDER, acr_satisfies
 from .settings import ConfigError, Settings, parse_settings
 from .stores import Store, StoreError, open_store
 
@@ -45,6 +46,9 @@ _SPOOFABLE = frozenset({
 })
 _SPOOFABLE_PREFIXES = ("fcplus.", "HTTP_X_FCPLUS", "HTTP_FCPLUS", "HTTP_OIDC_", "HTTP_X_OIDC_")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._\-]{1,64}")
+# Set on every request, so adapters further in (fcplus_wsgi.pyramid) know a filter already
+# runs the flow and defer to it. Only in-process code can set a key without the HTTP_ prefix.
+MIDDLEWARE_KEY = "fcplus_wsgi.middleware"
 
 
 def strip_identity(environ: dict[str, Any]) -> None:
@@ -157,19 +161,15 @@ class FCPlusMiddleware:
     # -- WSGI entry ---------------------------------------------------------------------------------
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         strip_identity(environ)
-        path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
-        route = self._routes.get(path.rstrip("/") or "/")
-        if route is not None:
-            try:
-                response = route(environ)
-            except Exception:
-                cid = new_correlation_id()
-                log.exception("unexpected error on a flow path correlation_id=%s", cid)
-                response = self._error_page(environ, FlowError("internal_error"), cid, retry=self.settings.login_path)
+        environ[MIDDLEWARE_KEY] = self
+        response = self.flow_response(environ)
+        if response is not None:
             return send(response, environ, start_response)
 
         s = self.settings
-        if _under(path, s.public_paths) or not _under(path, s.protected_paths):
+        path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+        need = self.step_up_level(path)
+        if _under(path, s.public_paths) or (need is None and not _under(path, s.protected_paths)):
             self._attach_optional(environ)
             return self.app(environ, start_response)
 
@@ -183,12 +183,38 @@ class FCPlusMiddleware:
                 page = self._error_page(environ, FlowError("store_unavailable"), new_correlation_id(), retry=None)
                 return send(page, environ, start_response)
         if view is not None and view.ended is None:
+            if need is not None and not acr_satisfies(view.record.get("acr"), (need,)):
+                return send(self.challenge(environ, need, step_up=True), environ, start_response)
             self._attach(environ, view.record)
             return self.app(environ, start_response)
         if view is not None and view.ended:
             self.bus.emit(FlowEvent(step="session_ended", outcome="success", provider=s.provider_name,
                                     correlation_id=str(view.record.get("cid", "")), extra={"reason": view.ended}))
         return send(self._unauthenticated(environ), environ, start_response)
+
+    def flow_response(self, environ: dict[str, Any]) -> Response | None:
+        """The response for a flow path (login, callback, logout, ...), or None for any other
+        path; framework adapters call this to serve the flow without a second implementation."""
+        path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+        route = self._routes.get(path.rstrip("/") or "/")
+        if route is None:
+            return None
+        try:
+            return route(environ)
+        except Exception:
+            cid = new_correlation_id()
+            log.exception("unexpected error on a flow path correlation_id=%s", cid)
+            return self._error_page(environ, FlowError("internal_error"), cid, retry=self.settings.login_path)
+
+    def step_up_level(self, path: str) -> str | None:
+        """The strongest eIDAS level the `step_up` setting demands for this path, if any."""
+        levels = [acr for prefix, acr in self.settings.step_up if _under(path, (prefix,))]
+        return max(levels, key=EIDAS_ORDER.index) if levels else None
+
+    def challenge(self, environ: dict[str, Any], acr: str | None = None, *, step_up: bool = False) -> Response:
+        """Send the browser to the provider (or a script a 401) to sign in, at `acr` when given;
+        `step_up` says a live session is below that level (RFC 9470's insufficient_user_authentication)."""
+        return self._unauthenticated(environ, acr, step_up)
 
     @staticmethod
     def _attach(environ: dict[str, Any], record: dict[str, Any]) -> None:
@@ -216,8 +242,9 @@ class FCPlusMiddleware:
         value = environ.get("HTTP_X_REQUEST_ID")
         return value if isinstance(value, str) and _REQUEST_ID.fullmatch(value) else None
 
-    def _login_url(self, return_to: str) -> str:
-        return self.settings.login_path + "?return_to=" + quote(return_to, safe="/")
+    def _login_url(self, return_to: str, acr: str | None = None) -> str:
+        url = self.settings.login_path + "?return_to=" + quote(return_to, safe="/")
+        return url + "&acr=" + quote(acr, safe="") if acr else url
 
     def _error_page(self, environ: Mapping[str, Any], exc: FlowError, cid: str, retry: str | None) -> Response:
         return self.pages.error(exc, correlation_id=cid, accept_language=environ.get("HTTP_ACCEPT_LANGUAGE"),
@@ -246,16 +273,21 @@ class FCPlusMiddleware:
             self._set_browser_cookie(response, start.browser_secret)
         return response
 
-    def _unauthenticated(self, environ: dict[str, Any]) -> Response:
+    def _unauthenticated(self, environ: dict[str, Any], acr: str | None = None, step_up: bool = False) -> Response:
         path_qs = quote(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""), safe="/:@!$&'()*+,;=-._~%")
         if environ.get("QUERY_STRING"):
             path_qs += "?" + environ["QUERY_STRING"]
         return_to = safe_return_to(path_qs) or "/"
         if wants_redirect(environ, self.settings.unauthenticated):
-            return self._begin(environ, return_to)
-        body = json.dumps({"error": "login_required", "login_url": self._login_url(return_to)}).encode()
-        response = Response(body=body, status=401, content_type="application/json", charset=None)
-        response.headers["WWW-Authenticate"] = f'OpenIDConnect realm="fcplus", login_url="{self.settings.login_path}"'
+            return self._begin(environ, return_to, (acr,) if acr else None)
+        error = "insufficient_user_authentication" if step_up else "login_required"
+        data = {"error": error, "login_url": self._login_url(return_to, acr)}
+        challenge = f'OpenIDConnect realm="fcplus", login_url="{self.settings.login_path}"'
+        if acr:
+            data["acr_values"] = acr
+            challenge += f', error="{error}", acr_values="{acr}"'
+        response = Response(body=json.dumps(data).encode(), status=401, content_type="application/json", charset=None)
+        response.headers["WWW-Authenticate"] = challenge
         return secure(response)
 
     # -- flow paths -----------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .providers import GENERIC, PRESETS, STANDARD_SIGNING_ALGS, Policy, Preset
+from .providers import EIDAS_ORDER, GENERIC, PRESETS, STANDARD_SIGNING_ALGS, Policy, Preset
 
 
 class ConfigError(ValueError):
@@ -31,7 +31,7 @@ KNOWN_KEYS = frozenset({
     "session_idle_timeout", "session_max_age", "clock_skew", "http_timeout", "ca_bundle", "prompt",
     "claims", "request_amr", "token_endpoint_auth_method", "unauthenticated", "logout_landing_path",
     "pending_login_ttl", "id_token_signing_algs", "insecure_allow_hs256", "jwks_refresh_interval",
-    "max_response_bytes",
+    "max_response_bytes", "step_up",
 })
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -73,6 +73,8 @@ class Settings:
     allow_hs256: bool
     jwks_refresh_interval: float
     max_response_bytes: int
+    # (path prefix, minimum eIDAS level): sessions below it go through the provider again.
+    step_up: tuple[tuple[str, str], ...] = ()
 
     @property
     def provider_name(self) -> str:
@@ -167,6 +169,21 @@ def _check_url(key: str, value: str, *, require_https: bool) -> str:
             raise ConfigError(f"{key} = {value!r} uses http on a non-loopback host; use https "
                               "(plain http is only accepted on 127.0.0.1/localhost for development).")
     return value
+
+
+def _parse_step_up(value: Any, policy: Policy) -> tuple[tuple[str, str], ...]:
+    """`/admin:eidas3 /vault:eidas3` -> ((prefix, level), ...); levels are eIDAS levels the
+    provider accepts, since the requirement must be something a new sign-in can meet."""
+    allowed = policy.acr_values_allowed or EIDAS_ORDER
+    rules = []
+    for entry in _as_list(value):
+        prefix, sep, acr = entry.rpartition(":")
+        if not sep or not prefix:
+            raise ConfigError(f"step_up entry {entry!r} must read PATH:LEVEL, e.g. step_up = /admin:eidas3.")
+        if acr not in EIDAS_ORDER or acr not in allowed:
+            raise ConfigError(f"step_up entry {entry!r} asks for {acr!r}; use one of {', '.join(allowed)}.")
+        rules.append((_as_path("step_up", prefix), acr))
+    return tuple(rules)
 
 
 def parse_settings(raw: Mapping[str, Any]) -> Settings:
@@ -326,6 +343,7 @@ def parse_settings(raw: Mapping[str, Any]) -> Settings:
     public = tuple(_as_path("public_paths", p) for p in _as_list(get("public_paths", "")))
     if landing in (login_path, logout_path, callback_path) or landing == logout_cb:
         raise ConfigError("logout_landing_path must be a page of the application, not a flow path.")
+    step_up = _parse_step_up(get("step_up", ""), policy)
 
     idle = _as_int("session_idle_timeout", get("session_idle_timeout", 1800), minimum=60)
     max_age = _as_int("session_max_age", get("session_max_age", 12 * 3600), minimum=60)
@@ -359,4 +377,5 @@ def parse_settings(raw: Mapping[str, Any]) -> Settings:
         allow_hs256=allow_hs256,
         jwks_refresh_interval=_as_float("jwks_refresh_interval", get("jwks_refresh_interval", 2), 0.0),
         max_response_bytes=_as_int("max_response_bytes", get("max_response_bytes", 1 << 20), minimum=4096),
+        step_up=step_up,
     )
