@@ -230,3 +230,14 @@ def token_error(error: str, description: str | None) -> FlowError:
 def userinfo_error(error: str, description: str | None) -> FlowError:
     code = f"userinfo.{error}" if error in USERINFO_ERRORS else "userinfo.unknown_error"
     return FlowError(code, provider_error=cap(error, 64), provider_description=description)
+
+
+def catalogue_markdown() -> str:
+    """The catalogue as the Markdown table of docs/errors.md (a test keeps them in sync)."""
+    lines = ["| code | category | status | retry | message (fr) | message (en) | operator hint |",
+             "|---|---|---|---|---|---|---|"]
+    for spec in CATALOGUE.values():
+        cells = [f"`{spec.code}`", spec.category.value, str(spec.status), "yes" if spec.retry else "no",
+                 spec.message_fr, spec.message_en, spec.hint]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
