@@ -241,13 +241,13 @@ def parse_settings(raw: Mapping[str, Any]) -> Settings:
     rparts = urlsplit(redirect_uri)
     if rparts.query:
         raise ConfigError("redirect_uri must not carry a query string.")
-    callback_path = rparts.path or "/"
+    callback_path = rparts.path.rstrip("/") or "/"  # the router matches paths without trailing slash
 
     plru = get("post_logout_redirect_uri")
     logout_cb: str | None = None
     if plru:
         plru = _check_url("post_logout_redirect_uri", str(plru), require_https=policy.require_https_issuer)
-        logout_cb = urlsplit(plru).path or "/"
+        logout_cb = urlsplit(plru).path.rstrip("/") or "/"
 
     cookie_secure = _as_bool("cookie_secure", get("cookie_secure", True))
     if cookie_secure and rparts.scheme != "https":
