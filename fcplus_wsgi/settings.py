@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -127,6 +128,8 @@ def _as_float(key: str, value: Any, minimum: float) -> float:
         number = float(str(value).strip())
     except ValueError:
         raise ConfigError(f"{key} = {value!r} is not a number.") from None
+    if not math.isfinite(number):  # nan would disable every comparison (rate limit, timeout)
+        raise ConfigError(f"{key} = {value!r} is not a finite number.")
     if number < minimum:
         raise ConfigError(f"{key} = {number} is too small; it must be at least {minimum}.")
     return number
