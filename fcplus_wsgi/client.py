@@ -50,7 +50,9 @@ class HTTPResult:
     headers: dict[str, str]
 
 
-Observer = Callable[[str, float, str], None]
+# observe(endpoint, seconds, outcome[, reason]): outcome is "success", a transport error code,
+# or the HTTP status class (http_4xx, http_5xx); reason says why a JWKS fetch happened.
+Observer = Callable[..., None]
 
 
 class ProviderClient:
@@ -74,23 +76,27 @@ class ProviderClient:
         self._metadata_at = 0.0
         self._keys: ProviderKeys | None = None
         self._keys_at = 0.0
-        self._observe = observe or (lambda endpoint, seconds, outcome: None)
+        self._observe = observe or (lambda *args, **kwargs: None)
 
     # -- transport ----------------------------------------------------------------------------
-    def _request(self, endpoint: str, method: str, url: str, *, retries: int = 0, **kwargs: Any) -> HTTPResult:
+    def _request(self, endpoint: str, method: str, url: str, *, retries: int = 0, reason: str | None = None,
+                 **kwargs: Any) -> HTTPResult:
+        tag = {"reason": reason} if reason else {}  # on the final attempt only: one fetch, one count
         attempt = 0
         while True:
             started = time.perf_counter()
             try:
                 result = self._send(method, url, **kwargs)
             except FlowError as exc:
-                self._observe(endpoint, time.perf_counter() - started, exc.code)
-                if attempt < retries and exc.code in ("provider_unreachable", "provider_timeout"):
+                retry = attempt < retries and exc.code in ("provider_unreachable", "provider_timeout")
+                self._observe(endpoint, time.perf_counter() - started, exc.code, **({} if retry else tag))
+                if retry:
                     attempt += 1
                     time.sleep(0.2 * attempt)
                     continue
                 raise
-            self._observe(endpoint, time.perf_counter() - started, "success" if result.status < 400 else "http_error")
+            outcome = "success" if result.status < 400 else f"http_{result.status // 100}xx"
+            self._observe(endpoint, time.perf_counter() - started, outcome, **tag)
             return result
 
     def _send(self, method: str, url: str, **kwargs: Any) -> HTTPResult:
@@ -198,7 +204,8 @@ class ProviderClient:
             if self._keys is not None and (self._keys_at >= requested_at
                                            or (not force and requested_at - self._keys_at < JWKS_TTL)):
                 return self._keys
-            result = self._request("jwks", "GET", self.metadata().jwks_uri, retries=1)
+            reason = "unknown_kid" if force else "initial" if self._keys is None else "expired"
+            result = self._request("jwks", "GET", self.metadata().jwks_uri, retries=1, reason=reason)
             if result.status != 200:
                 raise FlowError("provider_http_error", detail=f"jwks HTTP {result.status}")
             try:

@@ -100,10 +100,13 @@ class Flow:
         try:
             yield
         except FlowError as exc:
-            self._emit(step, "failure", cid, request_id, started=started, error=exc)
+            # The page and the log must show the same correlation id.
+            exc.correlation_id = exc.correlation_id or cid
+            self._emit(step, "failure", exc.correlation_id, request_id, started=started, error=exc)
             raise
         except StoreError as exc:
             err = FlowError("store_unavailable", detail=str(exc))
+            err.correlation_id = cid
             self._emit(step, "failure", cid, request_id, started=started, error=err)
             raise err from None
         self._emit(step, "success", cid, request_id, started=started)

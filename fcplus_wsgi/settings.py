@@ -12,7 +12,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ KNOWN_KEYS = frozenset({
     "session_idle_timeout", "session_max_age", "clock_skew", "http_timeout", "ca_bundle", "prompt",
     "claims", "request_amr", "token_endpoint_auth_method", "unauthenticated", "logout_landing_path",
     "pending_login_ttl", "id_token_signing_algs", "insecure_allow_hs256", "jwks_refresh_interval",
+    "metrics", "metrics_path", "metrics_allow", "structlog", "log_format",
     "max_response_bytes", "step_up",
 })
 
@@ -74,6 +75,12 @@ class Settings:
     allow_hs256: bool
     jwks_refresh_interval: float
     max_response_bytes: int
+    # Observability plugins (fcplus_wsgi.observability), imported only when one is on.
+    metrics: bool = False
+    metrics_path: str | None = None
+    metrics_allow: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    structlog: bool = False
+    log_format: str = "json"
     # (path prefix, minimum eIDAS level): sessions below it go through the provider again.
     step_up: tuple[tuple[str, str], ...] = ()
 
@@ -187,6 +194,31 @@ def _parse_step_up(value: Any, policy: Policy) -> tuple[tuple[str, str], ...]:
             raise ConfigError(f"step_up entry {entry!r} asks for {acr!r}; use one of {', '.join(allowed)}.")
         rules.append((_as_path("step_up", prefix), acr))
     return tuple(rules)
+
+
+def _observability(get: Callable[..., Any], flow_paths: Mapping[str, str]) -> dict[str, Any]:
+    """The observability keys; metrics are served on metrics_path only to metrics_allow."""
+    metrics = _as_bool("metrics", get("metrics", False))
+    metrics_path = get("metrics_path")
+    if metrics_path is not None:
+        metrics_path = _as_path("metrics_path", metrics_path)
+        if not metrics:
+            raise ConfigError("metrics_path is set but metrics is false; set metrics = true to publish the metrics.")
+        if metrics_path == "/" or metrics_path in flow_paths:
+            raise ConfigError(f"metrics_path = {metrics_path} is '/' or a flow path; give it a path of its own "
+                              "such as /metrics.")
+    allow = []
+    for entry in _as_list(get("metrics_allow", "127.0.0.1/8 ::1")):
+        try:
+            allow.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            raise ConfigError(f"metrics_allow entry {entry!r} is not an IP address or network "
+                              "such as 127.0.0.1/8, ::1 or 10.0.0.0/24.") from None
+    log_format = str(get("log_format", "json"))
+    if log_format not in ("json", "console"):
+        raise ConfigError(f"log_format = {log_format!r} is not supported; use json (production) or console.")
+    return {"metrics": metrics, "metrics_path": metrics_path, "metrics_allow": tuple(allow),
+            "structlog": _as_bool("structlog", get("structlog", False)), "log_format": log_format}
 
 
 def parse_settings(raw: Mapping[str, Any]) -> Settings:
@@ -364,6 +396,7 @@ def parse_settings(raw: Mapping[str, Any]) -> Settings:
         raise ConfigError("session_store names an unknown backend; use memory://, sqlite:///PATH or redis://HOST "
                           "(see docs/session-stores.md).")
 
+    observability = _observability(get, seen)
     return Settings(
         preset=preset, policy=policy, issuer=issuer, client_id=str(client_id), client_secret=str(secret),
         redirect_uri=redirect_uri, callback_path=callback_path, post_logout_redirect_uri=plru,
@@ -380,5 +413,6 @@ def parse_settings(raw: Mapping[str, Any]) -> Settings:
         allow_hs256=allow_hs256,
         jwks_refresh_interval=_as_float("jwks_refresh_interval", get("jwks_refresh_interval", 2), 0.0),
         max_response_bytes=_as_int("max_response_bytes", get("max_response_bytes", 1 << 20), minimum=4096),
+        **observability,
         step_up=step_up,
     )
