@@ -14,7 +14,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 from webob import Request, Response
@@ -31,6 +31,9 @@ from .providers import EIDAS_ORDER, acr_satisfies
 from .settings import ConfigError, Settings, parse_settings
 from .stores import Store, StoreError, open_store
 
+if TYPE_CHECKING:
+    from .observability import Observability
+
 log = logging.getLogger("fcplus_wsgi")
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -43,6 +46,9 @@ _SPOOFABLE = frozenset({
     "HTTP_X_AUTH_USER", "HTTP_X_USER", "HTTP_X_AUTH_REQUEST_USER", "HTTP_X_AUTH_REQUEST_EMAIL",
     "HTTP_X_FORWARDED_EMAIL", "HTTP_X_FORWARDED_PREFERRED_USERNAME", "HTTP_X_REMOTE_EMAIL", "HTTP_REMOTE_EMAIL",
     "HTTP_X_AUTHENTICATED_USER", "HTTP_X_USERINFO", "HTTP_X_ID_TOKEN", "HTTP_X_ACCESS_TOKEN",
+    # The rest of oauth2-proxy's set: apps migrating from it authorise on these.
+    "HTTP_X_FORWARDED_GROUPS", "HTTP_X_FORWARDED_ACCESS_TOKEN", "HTTP_X_AUTH_REQUEST_GROUPS",
+    "HTTP_X_AUTH_REQUEST_PREFERRED_USERNAME", "HTTP_X_AUTH_REQUEST_ACCESS_TOKEN",
 })
 _SPOOFABLE_PREFIXES = ("fcplus.", "HTTP_X_FCPLUS", "HTTP_FCPLUS", "HTTP_OIDC_", "HTTP_X_OIDC_")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._\-]{1,64}")
@@ -137,8 +143,15 @@ class FCPlusMiddleware:
         self.store = store
         if bus is None:
             bus = EventBus()
-            bus.subscribe(stdlib_log_subscriber())
+            if not s.structlog:  # the structlog plugin replaces the plain log lines
+                bus.subscribe(stdlib_log_subscriber())
         self.bus = bus
+        self.observability: Observability | None = None
+        if s.metrics or s.structlog:
+            from .observability import Observability  # imported only when asked for
+
+            self.observability = Observability(s, bus)
+            store = self.store = self.observability.wrap_store(store)
         self.client = client or ProviderClient(
             s.issuer, timeout=s.http_timeout, ca_bundle=s.ca_bundle, max_bytes=s.max_response_bytes,
             jwks_refresh_interval=s.jwks_refresh_interval, observe=self._observe_provider_call)
@@ -152,11 +165,14 @@ class FCPlusMiddleware:
         }
         if s.logout_callback_path:
             self._routes[s.logout_callback_path] = self._logout_callback
+        if s.metrics_path and self.observability is not None:
+            self._routes[s.metrics_path] = self.observability.metrics_endpoint
 
-    def _observe_provider_call(self, endpoint: str, seconds: float, outcome: str) -> None:
+    def _observe_provider_call(self, endpoint: str, seconds: float, outcome: str, reason: str | None = None) -> None:
+        extra = {"endpoint": endpoint, "reason": reason} if reason else {"endpoint": endpoint}
         self.bus.emit(FlowEvent(step="provider_request", outcome="success" if outcome == "success" else "failure",
                                 provider=self.settings.provider_name, correlation_id="", duration=seconds,
-                                error=None if outcome == "success" else outcome, extra={"endpoint": endpoint}))
+                                error=None if outcome == "success" else outcome, extra=extra))
 
     # -- WSGI entry ---------------------------------------------------------------------------------
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -180,6 +196,8 @@ class FCPlusMiddleware:
                 view = self.flow.load_session(session_id)
             except StoreError as exc:
                 log.warning("session store failed on a protected path: %s", exc)
+                self.bus.emit(FlowEvent(step="session_ended", outcome="failure", provider=s.provider_name,
+                                        correlation_id="", extra={"reason": "store_error"}))
                 page = self._error_page(environ, FlowError("store_unavailable"), new_correlation_id(), retry=None)
                 return send(page, environ, start_response)
         if view is not None and view.ended is None:
