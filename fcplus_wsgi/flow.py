@@ -23,6 +23,7 @@ from .authorize import authorization_url, new_code_verifier, s256_challenge
 from .client import ProviderClient
 from .errors import FlowError, authorization_error
 from .events import EventBus, FlowEvent
+from .identity import Identity
 from .keys import ServiceKeys
 from .sessions import (
     PENDING_LOGIN,
@@ -70,7 +71,11 @@ class SessionView:
     """A live session as the middleware needs it per request."""
 
     record: dict[str, Any]
+    identity: Identity
     ended: str | None = None  # "idle" | "max_age" when it just expired
+
+
+SESSION_CACHE_SIZE = 4096
 
 
 class Flow:
@@ -84,6 +89,10 @@ class Flow:
         self.bus = bus or EventBus()
         self.clock = clock
         self.provider = settings.provider_name
+        # Opened sessions by store key, valid only while the stored blob is byte-identical:
+        # the store is still read on every request (expiry, logout and other processes are
+        # seen at once), but AES-GCM and JSON run once per change, not once per request.
+        self._opened: dict[str, tuple[bytes, dict[str, Any], Identity]] = {}
 
     # -- events ---------------------------------------------------------------------------------
     def _emit(self, step: str, outcome: str, cid: str, request_id: str | None, *, started: float | None = None,
@@ -294,31 +303,54 @@ class Flow:
         key = store_key(SESSION, session_id)
         blob = self.store.get(key)
         if blob is None:
+            self._opened.pop(key, None)
             return None
-        record = unseal(SESSION, session_id, blob)
-        if record is None:
-            return None
+        opened = self._opened.get(key)
+        if opened is not None and opened[0] == blob:
+            record, ident = opened[1], opened[2]
+        else:
+            unsealed = unseal(SESSION, session_id, blob)
+            if unsealed is None:
+                return None
+            record, ident = unsealed, Identity.from_session(unsealed)
+            self._remember(key, blob, record, ident)
         s = self.settings
         now = self.clock()
         created, seen = float(record.get("created", 0)), float(record.get("seen", 0))
         if now - created >= s.session_max_age:
-            self.store.delete(key)
-            return SessionView(record, ended="max_age")
+            self._forget(key)
+            return SessionView(record, ident, ended="max_age")
         if now - seen >= s.session_idle_timeout:
-            self.store.delete(key)
-            return SessionView(record, ended="idle")
+            self._forget(key)
+            return SessionView(record, ident, ended="idle")
         if now - seen >= s.session_idle_timeout / 10:
-            record["seen"] = now
-            self.store.put(key, seal(SESSION, session_id, record),
-                           min(s.session_idle_timeout, s.session_max_age - (now - created)))
-        return SessionView(record)
+            record = {**record, "seen": now}  # cached records are shared: never mutate them
+            fresh = seal(SESSION, session_id, record)
+            self.store.put(key, fresh, min(s.session_idle_timeout, s.session_max_age - (now - created)))
+            self._remember(key, fresh, record, ident)
+        return SessionView(record, ident)
+
+    def _remember(self, key: str, blob: bytes, record: dict[str, Any], ident: Identity) -> None:
+        cache = self._opened
+        if len(cache) >= SESSION_CACHE_SIZE:
+            try:
+                del cache[next(iter(cache))]  # oldest first: dicts keep insertion order
+            except (StopIteration, KeyError, RuntimeError):
+                cache.clear()
+        cache[key] = (blob, record, ident)
+
+    def _forget(self, key: str) -> None:
+        self._opened.pop(key, None)
+        self.store.delete(key)
 
     def end_session(self, session_id: str | None) -> dict[str, Any] | None:
         """Delete the local session; returns its record (for revocation and id_token_hint)."""
         if not looks_like_session_id(session_id):
             return None
         assert session_id is not None
-        blob = self.store.take(store_key(SESSION, session_id))
+        key = store_key(SESSION, session_id)
+        self._opened.pop(key, None)
+        blob = self.store.take(key)
         return unseal(SESSION, session_id, blob) if blob is not None else None
 
     # -- logout ----------------------------------------------------------------------------------

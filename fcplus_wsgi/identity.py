@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 ENVIRON_KEY = "fcplus.identity"
@@ -29,9 +30,11 @@ class Identity:
     def from_session(cls, record: Mapping[str, Any]) -> Identity:
         idc = record.get("idc") or {}
         amr = idc.get("amr")
+        # Read-only views: one Identity serves every request of a session (see Flow's cache).
         return cls(sub=str(record["sub"]), acr=record.get("acr"),
                    amr=tuple(a for a in amr if isinstance(a, str)) if isinstance(amr, list) else (),
-                   claims=record.get("claims") or {}, id_token_claims=idc, provider=str(record.get("prov", "")))
+                   claims=MappingProxyType(dict(record.get("claims") or {})),
+                   id_token_claims=MappingProxyType(dict(idc)), provider=str(record.get("prov", "")))
 
 
 def identity(environ: Mapping[str, Any]) -> Identity | None:
