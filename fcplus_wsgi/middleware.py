@@ -57,7 +57,15 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._\-]{1,64}")
 MIDDLEWARE_KEY = "fcplus_wsgi.middleware"
 
 
+# One regex over all environ keys finds, in a single C-level pass, whether any spoofable
+# key is present at all; the per-key loop runs only when one is (almost never).
+_SPOOF_SCAN = re.compile("^(?:" + "|".join([re.escape(k) + "$" for k in sorted(_SPOOFABLE)]
+                                           + [re.escape(p) for p in _SPOOFABLE_PREFIXES]) + ")", re.M)
+
+
 def strip_identity(environ: dict[str, Any]) -> None:
+    if _SPOOF_SCAN.search("\n".join(environ)) is None:
+        return
     for key in [k for k in environ if k in _SPOOFABLE or k.startswith(_SPOOFABLE_PREFIXES)]:
         del environ[key]
 
@@ -65,13 +73,15 @@ def strip_identity(environ: dict[str, Any]) -> None:
 def read_cookie(environ: Mapping[str, Any], name: str) -> str | None:
     """The value of one cookie; the first wins, as browsers send the most specific first."""
     header = environ.get("HTTP_COOKIE")
-    if not header or name not in header:
+    if not header:
         return None
     prefix = name + "="
-    for part in header.split(";"):
-        part = part.strip()
-        if part.startswith(prefix):
-            return part[len(prefix):].strip('"')
+    start = header.find(prefix)
+    while start != -1:
+        if start == 0 or header[start - 1] in " ;":  # a whole name, not the tail of another
+            end = header.find(";", start)
+            return header[start + len(prefix): end if end != -1 else len(header)].strip().strip('"')
+        start = header.find(prefix, start + 1)
     return None
 
 
@@ -203,7 +213,7 @@ class FCPlusMiddleware:
         if view is not None and view.ended is None:
             if need is not None and not acr_satisfies(view.record.get("acr"), (need,)):
                 return send(self.challenge(environ, need, step_up=True), environ, start_response)
-            self._attach(environ, view.record)
+            self._attach(environ, view.identity)
             return self.app(environ, start_response)
         if view is not None and view.ended:
             self.bus.emit(FlowEvent(step="session_ended", outcome="success", provider=s.provider_name,
@@ -235,12 +245,12 @@ class FCPlusMiddleware:
         return self._unauthenticated(environ, acr, step_up)
 
     @staticmethod
-    def _attach(environ: dict[str, Any], record: dict[str, Any]) -> None:
-        ident = Identity.from_session(record)
+    def _attach(environ: dict[str, Any], ident: Identity) -> None:
         environ[ENVIRON_KEY] = ident
         environ["REMOTE_USER"] = ident.sub
-        environ["fcplus.claims"] = ident.claims
-        environ["fcplus.id_token_claims"] = ident.id_token_claims
+        # Fresh dicts per request: the Identity is shared by the session cache and read-only.
+        environ["fcplus.claims"] = dict(ident.claims)
+        environ["fcplus.id_token_claims"] = dict(ident.id_token_claims)
 
     def _attach_optional(self, environ: dict[str, Any]) -> None:
         """On public paths, say who is signed in when that is cheap and safe to know."""
@@ -252,7 +262,7 @@ class FCPlusMiddleware:
         except StoreError:
             return  # public paths keep working while the store is down
         if view is not None and view.ended is None:
-            self._attach(environ, view.record)
+            self._attach(environ, view.identity)
 
     # -- helpers ------------------------------------------------------------------------------------
     @staticmethod
