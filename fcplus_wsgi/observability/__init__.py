@@ -56,8 +56,9 @@ class Observability:
     def __init__(self, settings: Settings, bus: EventBus, *, registry: Any = None) -> None:
         self.metrics: PrometheusMetrics | None = None
         if settings.metrics:
+            acr_values = (*settings.acr_values, *(settings.policy.acr_values_allowed or ()))
             self.metrics = PrometheusMetrics(settings.provider_name, registry=registry,
-                                             acr_values=settings.acr_values)
+                                             acr_values=tuple(dict.fromkeys(acr_values)))
             bus.subscribe(self.metrics.observe)
         if settings.structlog:
             bus.subscribe(structlog_subscriber(settings.log_format))
