@@ -42,10 +42,24 @@ class SQLiteStore:
         if conn is None:
             conn = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None,
                                    check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
+            self._enable_wal(conn)
             conn.execute("PRAGMA synchronous=NORMAL")
             self._local.conn = conn
         return conn
+
+    def _enable_wal(self, conn: sqlite3.Connection) -> None:
+        """Switching a new file to WAL needs an exclusive lock, and SQLite answers "database is
+        locked" at once instead of calling the busy handler: workers starting together on a
+        fresh file would fail to boot. Retry within the busy timeout instead."""
+        deadline = time.monotonic() + self._busy_timeout
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if not ("locked" in str(exc) or "busy" in str(exc)) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.01)
 
     def get(self, key: str) -> bytes | None:
         try:
