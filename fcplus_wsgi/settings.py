@@ -327,6 +327,8 @@ def parse_settings(raw: Mapping[str, Any]) -> Settings:
         prompt = str(prompt)
         if not set(prompt.split()) <= {"none", "login", "consent", "select_account"}:
             raise ConfigError(f"prompt = {prompt!r} is not valid; use login, consent, none or select_account.")
+        if "none" in prompt.split() and len(prompt.split()) > 1:
+            raise ConfigError(f"prompt = {prompt!r} combines none with other values, which providers reject; use none alone.")
 
     method = str(get("token_endpoint_auth_method", policy.token_endpoint_auth_method))
     if method not in ("client_secret_post", "client_secret_basic"):
@@ -338,6 +340,8 @@ def parse_settings(raw: Mapping[str, Any]) -> Settings:
 
     allow_hs256 = _as_bool("insecure_allow_hs256", get("insecure_allow_hs256", False))
     algs = _as_list(get("id_token_signing_algs", " ".join(policy.id_token_signing_algs)))
+    if not algs:
+        raise ConfigError("id_token_signing_algs is empty; leave it out to keep the provider policy, or name algs such as ES256.")
     for alg in algs:
         if alg == "none" or alg.lower() == "none":
             raise ConfigError("id_token_signing_algs may never contain none.")
