@@ -257,6 +257,9 @@ def test_prompt() -> None:
         assert parse(GENERIC, prompt=ok).prompt == ok
     for bad in ("always", "LOGIN", "login,consent", "<script>"):
         refused(GENERIC, "prompt", prompt=bad)
+    # OpenID Connect Core 3.1.2.1: none with any other value is an error at the provider.
+    for bad in ("none login", "consent none"):
+        refused(GENERIC, "prompt", "none", prompt=bad)
     assert parse(GENERIC).prompt is None
 
 
@@ -284,6 +287,9 @@ def test_id_token_signing_algs_narrowing() -> None:
     assert generic.policy.id_token_signing_algs == ("ES256", "ES384")
     assert generic.policy.userinfo_signing_algs == ("ES256",)  # narrowed alongside
     refused(GENERIC, "id_token_signing_algs", "XX256", id_token_signing_algs="ES256 XX256")
+    # An empty list would refuse every token at run time with a security error page.
+    refused(GENERIC, "id_token_signing_algs", id_token_signing_algs=",")
+    refused(FCPLUS, "id_token_signing_algs", id_token_signing_algs=" , ")
 
 
 @pytest.mark.parametrize("algs", ["none", "None", "NONE", "ES256 none", "nOnE,ES256"])
