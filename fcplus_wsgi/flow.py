@@ -67,6 +67,19 @@ class LoginDone:
 
 
 @dataclass(frozen=True)
+class LogoutStart:
+    """Where to send the browser after the local session is gone.
+
+    `target` is the provider's end_session URL or the landing path; `provider_unreachable`
+    says the provider could not be asked to end its own session, which users must be told.
+    """
+
+    target: str
+    browser_secret: str
+    provider_unreachable: bool = False
+
+
+@dataclass(frozen=True)
 class SessionView:
     """A live session as the middleware needs it per request."""
 
@@ -76,6 +89,10 @@ class SessionView:
 
 
 SESSION_CACHE_SIZE = 4096
+# Stored sessions outlive their logical expiry by this much, so a user who comes back just
+# after it is told (and counted) why the session ended; the limits themselves are enforced
+# exactly by load_session, and the backend purges the entry when the grace runs out.
+EXPIRY_GRACE = 300
 
 
 class Flow:
@@ -246,7 +263,7 @@ class Flow:
                   "cid": cid}
         with self._step("session", cid, request_id):
             self.store.put(store_key(SESSION, session_id), seal(SESSION, session_id, record),
-                           min(s.session_idle_timeout, s.session_max_age))
+                           min(s.session_idle_timeout, s.session_max_age) + EXPIRY_GRACE)
         self.bus.emit(FlowEvent(step="login", outcome="success", provider=self.provider, correlation_id=cid,
                                 request_id=request_id, duration=max(0.0, self.clock() - float(pending.get("t", now))),
                                 acr=acr))
@@ -326,7 +343,7 @@ class Flow:
         if now - seen >= s.session_idle_timeout / 10:
             record = {**record, "seen": now}  # cached records are shared: never mutate them
             fresh = seal(SESSION, session_id, record)
-            self.store.put(key, fresh, min(s.session_idle_timeout, s.session_max_age - (now - created)))
+            self.store.put(key, fresh, min(s.session_idle_timeout, s.session_max_age - (now - created)) + EXPIRY_GRACE)
             self._remember(key, fresh, record, ident)
         return SessionView(record, ident)
 
@@ -355,26 +372,26 @@ class Flow:
 
     # -- logout ----------------------------------------------------------------------------------
     def start_logout(self, session_id: str | None, *, browser_secret: str | None,
-                     request_id: str | None = None) -> tuple[str, str]:
+                     request_id: str | None = None) -> LogoutStart:
         """End the local session first, then revoke and build the end_session redirect.
 
-        Returns (redirect target, browser secret). Local logout always happens, whatever
-        the provider does afterwards.
+        Local logout always happens, whatever the provider does afterwards.
         """
         cid = new_correlation_id()
         s = self.settings
+        landing = LogoutStart(s.logout_landing_path, browser_secret or "")
         with self._step("logout", cid, request_id):
             record = self.end_session(session_id)
         if record is None:
-            return s.logout_landing_path, browser_secret or ""
+            return landing
         cid = str(record.get("cid") or cid)
         self.bus.emit(FlowEvent(step="session_ended", outcome="success", provider=self.provider, correlation_id=cid,
                                 request_id=request_id, extra={"reason": "logout"}))
-        access_token = record.get("at")
         try:
             metadata = self.client.metadata()
         except FlowError:
-            return s.logout_landing_path, browser_secret or ""
+            return LogoutStart(s.logout_landing_path, browser_secret or "", provider_unreachable=True)
+        access_token = record.get("at")
         if access_token and metadata.revocation_endpoint:
             try:
                 with self._step("revocation", cid, request_id):
@@ -382,9 +399,9 @@ class Flow:
                                               client_secret=s.client_secret, auth_method=s.token_endpoint_auth_method):
                         raise FlowError("provider_http_error", detail="revocation refused")
             except FlowError:
-                pass  # the local session is gone; a failed revocation only shortens nothing
+                pass  # the local session is gone; FC+ access tokens expire within 60 s anyway
         if not metadata.end_session_endpoint or not s.post_logout_redirect_uri or not record.get("idt"):
-            return s.logout_landing_path, browser_secret or ""
+            return landing
         if not looks_like_session_id(browser_secret):
             browser_secret = new_session_id()
         assert browser_secret is not None
@@ -394,11 +411,11 @@ class Flow:
                            seal(PENDING_LOGOUT, state, {"bind": binding_hash(browser_secret), "cid": cid}),
                            s.pending_login_ttl)
         except StoreError:
-            return s.logout_landing_path, browser_secret
+            return LogoutStart(s.logout_landing_path, browser_secret)
         query = urlencode({"id_token_hint": record["idt"], "state": state,
                            "post_logout_redirect_uri": s.post_logout_redirect_uri})
         sep = "&" if "?" in metadata.end_session_endpoint else "?"
-        return metadata.end_session_endpoint + sep + query, browser_secret
+        return LogoutStart(metadata.end_session_endpoint + sep + query, browser_secret)
 
     def finish_logout(self, params: Mapping[str, Sequence[str]], *, browser_secret: str | None,
                       request_id: str | None = None) -> bool:

@@ -26,6 +26,7 @@ from .events import EventBus, FlowEvent, stdlib_log_subscriber
 from .flow import Flow, new_correlation_id
 from .identity import ENVIRON_KEY, Identity
 from .keys import KeyFileError, ServiceKeys, load_keys_file
+from .links import MIDDLEWARE_KEY
 from .pages import Pages, secure
 from .providers import EIDAS_ORDER, acr_satisfies
 from .settings import ConfigError, Settings, parse_settings
@@ -54,7 +55,6 @@ _SPOOFABLE_PREFIXES = ("fcplus.", "HTTP_X_FCPLUS", "HTTP_FCPLUS", "HTTP_OIDC_", 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._\-]{1,64}")
 # Set on every request, so adapters further in (fcplus_wsgi.pyramid) know a filter already
 # runs the flow and defer to it. Only in-process code can set a key without the HTTP_ prefix.
-MIDDLEWARE_KEY = "fcplus_wsgi.middleware"
 
 
 # One regex over all environ keys finds, in a single C-level pass, whether any spoofable
@@ -147,7 +147,7 @@ class FCPlusMiddleware:
         self.service_keys = service_keys
         if store is None:
             try:
-                store = open_store(s.session_store)
+                store = open_store(s.session_store, clock=clock)
             except StoreError as exc:
                 raise ConfigError(f"session_store: {exc}") from None
         self.store = store
@@ -385,14 +385,26 @@ class FCPlusMiddleware:
         session_id = read_cookie(environ, s.cookie_name)
         browser = read_cookie(environ, s.pending_cookie_name)
         try:
-            target, browser_secret = self.flow.start_logout(session_id, browser_secret=browser,
-                                                            request_id=self._request_id(environ))
-        except FlowError:
-            target, browser_secret = s.logout_landing_path, browser or ""
-        response = self._redirect(target, 303)
+            done = self.flow.start_logout(session_id, browser_secret=browser, request_id=self._request_id(environ))
+        except FlowError as exc:  # the store failed: say so, and drop the cookie all the same
+            page = self._error_page(environ, exc, exc.correlation_id or new_correlation_id(), retry=s.logout_path)
+            page.delete_cookie(s.cookie_name, path="/")
+            return page
+        if done.provider_unreachable:
+            response = self.pages.notice(
+                status=503,
+                fr_title="Vous êtes déconnecté de ce service",
+                fr_message="Le fournisseur d'identité n'a pas pu être joint : votre session chez lui est peut-être "
+                           "encore ouverte. Fermez votre navigateur si vous utilisez un poste partagé.",
+                en_title="You are signed out of this service",
+                en_message="The identity provider could not be reached: your session there may still be open. "
+                           "Close your browser if you are on a shared computer.",
+                link_url=s.logout_landing_path, fr_link="Retour à l'accueil", en_link="Back to the home page")
+        else:
+            response = self._redirect(done.target, 303)
         response.delete_cookie(s.cookie_name, path="/")
-        if browser_secret and browser_secret != browser:
-            self._set_browser_cookie(response, browser_secret)
+        if done.browser_secret and done.browser_secret != browser:
+            self._set_browser_cookie(response, done.browser_secret)
         return response
 
     def _logout_callback(self, environ: dict[str, Any]) -> Response:

@@ -549,6 +549,10 @@ class DevProviderApp:
         log.info("userinfo: served for client %s", client.client_id)
         return Response(body.encode("ascii"), status=200, content_type="application/jwt")
 
+    def revocations(self, client_id: str) -> int:
+        """How many live access tokens this client has revoked (RFC 7009), for tests and CI."""
+        return self._store.revocations.get(client_id, 0)
+
     # -- logout and revocation --------------------------------------------------------------------
 
     def _end_session(self, request: Request) -> Response:

@@ -80,6 +80,9 @@ class Store:
     """All mutable provider state behind a single lock, with an injectable clock."""
 
     def __init__(self, clock: Callable[[], float], code_ttl: int, access_token_ttl: int) -> None:
+        # Live tokens revoked through RFC 7009, per client: lets a service's CI check that its
+        # logout really revokes at the provider.
+        self.revocations: dict[str, int] = {}
         self._clock = clock
         self._code_ttl = code_ttl
         self._access_token_ttl = access_token_ttl
@@ -203,4 +206,6 @@ class Store:
         with self._lock:
             token = self._tokens.get(access_token)
             if token is not None and token.client_id == client_id:
+                if not token.revoked:
+                    self.revocations[client_id] = self.revocations.get(client_id, 0) + 1
                 self._revoke(access_token)

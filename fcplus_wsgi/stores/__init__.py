@@ -1,6 +1,9 @@
-"""Session store backends, chosen by URL: memory:// or sqlite:///PATH."""
+"""Session store backends, chosen by URL: memory://, sqlite:///PATH or redis://... (see redis.py)."""
 
 from __future__ import annotations
+
+import time
+from collections.abc import Callable
 
 from .base import Store, StoreError
 from .memory import MemoryStore
@@ -9,11 +12,22 @@ from .sqlite import SQLiteStore
 __all__ = ["MemoryStore", "SQLiteStore", "Store", "StoreError", "open_store"]
 
 
-def open_store(url: str) -> Store:
-    """Open the backend a session_store URL names."""
+def open_store(url: str, clock: Callable[[], float] = time.time) -> Store:
+    """Open the backend a session_store URL names.
+
+    `clock` drives expiry in the embedded backends, so tests move time instead of sleeping;
+    Redis expires entries on its own clock.
+    """
     if url.startswith("memory://"):
-        return MemoryStore()
+        return MemoryStore(clock=clock)
     if url.startswith("sqlite:///"):
         # SQLAlchemy's convention: sqlite:///relative.db and sqlite:////absolute/path.db
-        return SQLiteStore(url[len("sqlite:///"):])
-    raise StoreError(f"session_store {url!r} is not supported by this version")
+        return SQLiteStore(url[len("sqlite:///"):], clock=clock)
+    if url.partition("://")[0].lower() in ("redis", "rediss", "redis+sentinel", "rediss+sentinel",
+                                            "redis+cluster", "rediss+cluster"):
+        from .redis import RedisStore  # imported on demand: other backends never load redis-py
+
+        return RedisStore(url)
+    # The scheme only: the rest of a URL may hold a password.
+    raise StoreError(f"the scheme {url.partition('://')[0]!r} is not supported; "
+                     "use memory://, sqlite:///PATH or redis://HOST (see docs/session-stores.md)")

@@ -134,8 +134,9 @@ def dev_stack(tmp_path: Path, *, app: Callable[..., Any] | None = None, settings
             "post_logout_redirect_uris": [base + "/oidc/logout-callback"], "jwks_uri": base + "/oidc/jwks.json",
             **(client or {}),
         }
+        clock = (middleware_kw or {}).get("clock")  # one clock for both sides, so moving time is coherent
         provider_app = make_app(DevProviderConfig(issuer=issuer, clients=[ClientConfig(**registration)],
-                                                  **(provider or {})))
+                                                  **(provider or {})), **({"clock": clock} if clock else {}))
         late_provider.app = provider_app
         config = {
             "provider": "fcplus-integration", "issuer": issuer, "client_id": CLIENT_ID, "client_secret": SECRET,
