@@ -48,12 +48,20 @@ def serve_wsgi(app: Any, port: int | None = None, threads: int = 8) -> Iterator[
     try:
         yield f"http://127.0.0.1:{bound_port}"
     finally:
-        server.close()
-        # Keep-alive connections keep waitress's loop running; close them so it ends now.
-        for channel in list(getattr(server, "_map", {}).values()):
-            try:
-                channel.close()
-            except OSError:
-                pass
-        server.task_dispatcher.shutdown(timeout=0.2)
+        def stop() -> None:
+            # Runs in the loop's own thread (through its trigger), so the loop finds its map
+            # empty at once instead of after its 1 s poll timeout. Keep-alive connections
+            # would keep it running: close them too.
+            for channel in list(getattr(server, "_map", {}).values()):
+                if channel is not server and channel is not server.trigger:
+                    try:
+                        channel.close()
+                    except OSError:
+                        pass
+            server.close()
+        server.trigger.pull_trigger(stop)
         thread.join(timeout=5)
+        if thread.is_alive():  # the loop did not run the thunk: close from here
+            stop()
+            thread.join(timeout=5)
+        server.task_dispatcher.shutdown(timeout=0.2)
