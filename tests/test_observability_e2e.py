@@ -13,6 +13,7 @@ import io
 import json
 import logging
 import re
+import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -30,7 +31,7 @@ from fcplus_wsgi.devprovider import ClientConfig, DevProviderConfig, make_app
 from fcplus_wsgi.keys import generate_private_jwks
 from fcplus_wsgi.observability.catalogue import METRICS_BY_NAME
 from tests.support.devstack import CLIENT_ID, SECRET, Browser, DevStack, whoami_app
-from tests.support.prometheus_server import Prometheus, prometheus_binary, run_prometheus
+from tests.support.prometheus_server import Prometheus, prometheus_binary, promtool_binary, run_prometheus
 from tests.support.servers import LateApp, serve_wsgi
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -366,3 +367,36 @@ def test_hostile_callbacks_keep_labels_in_their_sets(observed: Observed) -> None
     assert "script" not in metrics and "eyJ" not in metrics
     text = observed.log.getvalue()
     assert "<script>" not in text and "sub=1234" not in text and "e" * 120 not in text
+
+
+@pytest.mark.skipif(promtool_binary() is None, reason="promtool is not installed (Debian package prometheus)")
+def test_alert_rules_pass_promtool_check_and_unit_tests() -> None:
+    tool = promtool_binary()
+    assert tool is not None
+    check = subprocess.run([tool, "check", "rules", str(ALERTS)], capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0 and "SUCCESS: 5 rules found" in check.stdout, check.stdout + check.stderr
+    unit = subprocess.run([tool, "test", "rules", "alerts.test.yml"], cwd=ALERTS.parent, capture_output=True,
+                          text=True, timeout=60)
+    assert unit.returncode == 0 and "SUCCESS" in unit.stdout, unit.stdout + unit.stderr
+
+
+def test_dashboard_is_importable_and_uses_only_catalogue_metrics() -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    assert dashboard["uid"] and dashboard["title"] and dashboard["id"] is None
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
+    assert variables["provider"]["datasource"]["uid"] == "${datasource}"
+    known = set()
+    for spec in METRICS_BY_NAME.values():
+        known |= ({spec.name} if spec.kind == "counter"
+                  else {spec.name + suffix for suffix in ("_bucket", "_count", "_sum")})
+    used = set()
+    for panel in dashboard["panels"]:
+        if panel["type"] == "row":
+            continue
+        assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
+        for target in panel["targets"]:
+            assert target["datasource"]["uid"] == "${datasource}"
+            used |= set(re.findall(r"\bfcplus_[a-z_]+", target["expr"]))
+    assert used <= known, used - known
+    assert len(used) >= 10
