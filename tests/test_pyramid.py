@@ -385,3 +385,16 @@ def test_real_server_without_the_filter(stack: Stack) -> None:
     assert browser.get("/oidc/jwks.json").json()["keys"]
     assert browser.logout().headers["Location"] == "/"
     assert browser.get("/claims").status_code == 302
+
+
+def test_metrics_path_is_served_by_the_include(stack: Stack) -> None:
+    app = make_app(stack.pyramid_settings(metrics="true", metrics_path="/metrics"))
+    previous, stack.service.app = stack.service.app, app
+    try:
+        web = TestApp(app, extra_environ={"REMOTE_ADDR": "127.0.0.1"})
+        webtest_sign_in(web, "/claims", acr="eidas3")
+        scrape = web.get("/metrics", status=200).text
+        assert 'fcplus_logins_total{acr="eidas3",provider="fcplus-integration"} 1.0' in scrape
+        TestApp(app, extra_environ={"REMOTE_ADDR": "203.0.113.9"}).get("/metrics", status=404)
+    finally:
+        stack.service.app = previous
