@@ -153,3 +153,11 @@ def test_bad_step_up_is_one_sentence_naming_the_key(value: str, message: str) ->
     with pytest.raises(ConfigError, match="step_up") as info:
         parse_settings(_settings(step_up=value))
     assert message in str(info.value)
+
+
+def test_overlapping_entries_demand_the_strongest_level(stack: Stack) -> None:
+    mw = FCPlusMiddleware(whoami_app(), stack.settings(step_up="/vault:eidas3 /vault/lobby:eidas2 /desk:eidas2"))
+    assert mw.step_up_level("/vault/lobby/x") == "eidas3"
+    assert mw.step_up_level("/desk") == "eidas2"
+    assert mw.step_up_level("/deskwork") is None and mw.step_up_level("/") is None
+    mw.store.close()
