@@ -9,11 +9,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from authlib.oauth2.rfc6749.parameters import prepare_grant_uri
 
 MAX_RETURN_TO = 2048
+# Kept as they are in a return-to target: RFC 3986 reserved and unreserved characters and '%'
+# (existing escapes). Anything else is percent-encoded, since servers write the Location
+# header as latin-1 and fail on other characters.
+_KEEP = "/?#[]@!$&'()*+,;=:-._~%"
 
 
 def new_code_verifier() -> str:
@@ -67,4 +71,4 @@ def safe_return_to(value: str | None, default: str = "/") -> str | None:
         parts = urlsplit(candidate)
         if parts.scheme or parts.netloc:
             return None
-    return value
+    return quote(value, safe=_KEEP)
