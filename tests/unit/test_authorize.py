@@ -8,6 +8,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fcplus_wsgi.authorize import MAX_RETURN_TO, authorization_url, new_code_verifier, s256_challenge, safe_return_to
 
@@ -117,3 +119,25 @@ def test_every_accepted_value_resolves_to_the_same_origin() -> None:
     for value in ACCEPTED:
         joined = urlsplit(urljoin("https://svc.example/current/page", value))
         assert (joined.scheme, joined.netloc) == ("https", "svc.example"), value
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("/café", "/caf%C3%A9"), ("/日本?q=é#à", "/%E6%97%A5%E6%9C%AC?q=%C3%A9#%C3%A0"), ("/a b", "/a%20b"),
+    ('/a"b<c>d', "/a%22b%3Cc%3Ed"), ("/\u2028x", "/%E2%80%A8x"), ("/\x85x", "/%C2%85x"),
+])
+def test_non_ascii_targets_are_percent_encoded_for_the_location_header(value: str, expected: str) -> None:
+    """Servers write headers as latin-1: a raw '/日本' made the post-login redirect a 500 without the cookie."""
+    assert safe_return_to(value) == expected
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=40).map(lambda s: "/" + s) | st.text(max_size=40))
+def test_any_accepted_target_is_a_same_origin_ascii_path(value: str) -> None:
+    from urllib.parse import urljoin
+    result = safe_return_to(value)
+    if result is None:
+        return
+    assert result.isascii() and result.isprintable() and " " not in result
+    assert result.startswith("/") and not result.startswith("//") and "\\" not in result
+    joined = urlsplit(urljoin("https://svc.example/x/y", result))
+    assert (joined.scheme, joined.netloc) == ("https", "svc.example")
