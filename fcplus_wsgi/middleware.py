@@ -205,10 +205,11 @@ class FCPlusMiddleware:
             try:
                 view = self.flow.load_session(session_id)
             except StoreError as exc:
-                log.warning("session store failed on a protected path: %s", exc)
+                cid = new_correlation_id()
+                log.warning("session store failed on a protected path correlation_id=%s: %s", cid, exc)
                 self.bus.emit(FlowEvent(step="session_ended", outcome="failure", provider=s.provider_name,
-                                        correlation_id="", extra={"reason": "store_error"}))
-                page = self._error_page(environ, FlowError("store_unavailable"), new_correlation_id(), retry=None)
+                                        correlation_id=cid, extra={"reason": "store_error"}))
+                page = self._error_page(environ, FlowError("store_unavailable"), cid, retry=None)
                 return send(page, environ, start_response)
         if view is not None and view.ended is None:
             if need is not None and not acr_satisfies(view.record.get("acr"), (need,)):
@@ -278,6 +279,15 @@ class FCPlusMiddleware:
         return self.pages.error(exc, correlation_id=cid, accept_language=environ.get("HTTP_ACCEPT_LANGUAGE"),
                                 retry_url=retry)
 
+    def _refuse(self, environ: Mapping[str, Any], step: str, exc: FlowError, retry: str | None) -> Response:
+        """An error page for a refusal made here, before the flow ran: emit its event so the
+        correlation id on the page is found in the logs, as for every other failure."""
+        cid = new_correlation_id()
+        self.bus.emit(FlowEvent(step=step, outcome="failure", provider=self.settings.provider_name, correlation_id=cid,
+                                request_id=self._request_id(environ), error=exc.code,
+                                category=exc.spec.category.value))
+        return self._error_page(environ, exc, cid, retry=retry)
+
     def _set_browser_cookie(self, response: Response, value: str) -> None:
         s = self.settings
         response.set_cookie(s.pending_cookie_name, value, max_age=s.pending_login_ttl, path="/",
@@ -329,29 +339,28 @@ class FCPlusMiddleware:
         raw = values[0] if len(values) == 1 else None if values else "/"
         return_to = safe_return_to(raw) if raw is not None else None
         if return_to is None or len(acr_values) > 1:
-            return self._error_page(environ, FlowError("return_to_invalid"), new_correlation_id(),
-                                    retry=self.settings.login_path)
+            return self._refuse(environ, "login_redirect", FlowError("return_to_invalid"), self.settings.login_path)
         acr = None
         if acr_values:
             allowed = self.settings.policy.acr_values_allowed
             requested = tuple(acr_values[0].split())
             if not requested or (allowed is not None and not set(requested) <= set(allowed)):
-                return self._error_page(environ, FlowError("callback_malformed", detail="acr not allowed"),
-                                        new_correlation_id(), retry=self.settings.login_path)
+                return self._refuse(environ, "login_redirect", FlowError("callback_malformed", detail="acr not allowed"),
+                                    self.settings.login_path)
             acr = requested
         return self._begin(environ, return_to, acr)
 
     def _callback(self, environ: dict[str, Any]) -> Response:
         s = self.settings
-        params = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True, max_num_fields=32)
         browser = read_cookie(environ, s.pending_cookie_name)
+        try:
+            params = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True, max_num_fields=32)
+        except ValueError:  # parse_qs: too many fields
+            return self._refuse(environ, "callback", FlowError("callback_malformed"), s.login_path)
         try:
             done = self.flow.finish_login(params, browser_secret=browser, request_id=self._request_id(environ))
         except FlowError as exc:
             return self._error_page(environ, exc, exc.correlation_id or new_correlation_id(), retry=s.login_path)
-        except ValueError:  # parse_qs: too many fields
-            return self._error_page(environ, FlowError("callback_malformed"), new_correlation_id(),
-                                    retry=s.login_path)
         old = read_cookie(environ, s.cookie_name)
         if old:
             try:
@@ -409,7 +418,10 @@ class FCPlusMiddleware:
 
     def _logout_callback(self, environ: dict[str, Any]) -> Response:
         s = self.settings
-        params = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True, max_num_fields=32)
+        try:
+            params = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True, max_num_fields=32)
+        except ValueError:  # too many fields: no trustworthy state, so the neutral page below
+            params = {}
         ok = self.flow.finish_logout(params, browser_secret=read_cookie(environ, s.pending_cookie_name),
                                      request_id=self._request_id(environ))
         try:
