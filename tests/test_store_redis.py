@@ -325,6 +325,39 @@ def test_starts_while_redis_is_down_and_recovers_alone(tmp_path: Path) -> None:
         lazy_cluster.get("s:x")
 
 
+@needs_redis
+def test_sentinel_failover_is_followed(tmp_path: Path) -> None:
+    """Kill the master: Sentinel promotes the replica, and the same store object goes on
+    with the replicated sessions, without a restart or a new URL."""
+    with redis_server(tmp_path / "master", password="pw", extra=["repl-diskless-sync-delay 0"]) as master, \
+            redis_server(tmp_path / "replica", password="pw",
+                         extra=[f"replicaof 127.0.0.1 {master.port}", "masterauth pw"]) as replica:
+        probe = master.client()
+        deadline = time.monotonic() + 10
+        while probe.info("replication").get("connected_slaves") != 1:
+            assert time.monotonic() < deadline, "the replica never attached"
+            time.sleep(0.02)
+        with redis_sentinel(tmp_path / "sentinel", master, down_after_ms=300) as sentinel_server:
+            store = open_store(f"redis+sentinel://:pw@127.0.0.1:{sentinel_server.port}/mymaster?timeout=0.5")
+            store.put("s:before", b"replicated", 600)
+            replica_view = replica.client()
+            while replica_view.get("fcplus:s:before") != b"replicated":
+                assert time.monotonic() < deadline, "the write never reached the replica"
+                time.sleep(0.02)
+            master.kill()
+            deadline, value = time.monotonic() + 20, None
+            while value is None:
+                try:
+                    value = store.get("s:before")
+                except StoreError:  # until Sentinel has promoted the replica
+                    assert time.monotonic() < deadline, "no failover within 20 s"
+                    time.sleep(0.1)
+            assert value == b"replicated"
+            store.put("s:after", b"written to the new master", 600)
+            assert replica.client().get("fcplus:s:after") == b"written to the new master"
+            assert replica.client().info("replication")["role"] == "master"
+
+
 def test_unanswering_server_times_out_quickly() -> None:
     """A Redis that accepts connections but never answers (hung, or a black hole behind
     a load balancer) must cost `timeout`, not a hung worker."""
@@ -464,6 +497,11 @@ def test_middleware_survives_redis_restart(tmp_path: Path) -> None:
         assert public.status_code == 200 and public.json()["path"] == "/"  # public paths keep working
         stranger = stack.browser().get("/private/page")  # starting a login needs the store too
         assert stranger.status_code == 503 and "momentanément indisponible" in stranger.text
+        leaving = stack.browser()
+        leaving.http.cookies.set("fcplus", cookie, domain="127.0.0.1", path="/")
+        out = leaving.http.post(stack.base + "/oidc/logout", allow_redirects=False, timeout=10)
+        assert out.status_code == 503 and "momentanément indisponible" in out.text
+        assert "fcplus" not in leaving.http.cookies  # the cookie goes even though the entry cannot
 
         server.start()  # same port, same append-only file: the session is back
         again = browser.get("/private/page")

@@ -184,13 +184,16 @@ def redis_server(workdir: Path, *, persistent: bool = False, password: str | Non
 
 
 @contextmanager
-def redis_sentinel(workdir: Path, master: RedisServer, service: str = "mymaster") -> Iterator[RedisServer]:
-    """A Sentinel watching `master` under `service` (quorum 1), on its own free port."""
+def redis_sentinel(workdir: Path, master: RedisServer, service: str = "mymaster",
+                   down_after_ms: int = 5000) -> Iterator[RedisServer]:
+    """A Sentinel watching `master` under `service` (quorum 1), on its own free port.
+    Replicas already attached to the master are known to it from its first INFO."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     lines = ["bind 127.0.0.1", f"port {port}", "daemonize no", f"dir {workdir}",
              f"logfile {workdir / 'redis.log'}", f"sentinel monitor {service} 127.0.0.1 {master.port} 1",
-             f"sentinel down-after-milliseconds {service} 5000"]
+             f"sentinel down-after-milliseconds {service} {down_after_ms}",
+             f"sentinel failover-timeout {service} {max(1000, 4 * down_after_ms)}"]
     if master.password:
         lines.append(f"sentinel auth-pass {service} {master.password}")
     sentinel = RedisServer(workdir, port, lines, sentinel=True)
