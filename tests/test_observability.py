@@ -584,3 +584,23 @@ def test_documented_manual_wiring_into_an_app_registry(tmp_path: Path) -> None:
     assert app_registry.get_sample_value("fcplus_logins_total", {"provider": PROVIDER, "acr": "eidas2"}) == 1
     assert app_registry.get_sample_value("fcplus_store_operation_duration_seconds_count",
                                          {"backend": "sqlite", "operation": "take"}) == 1
+
+
+def test_multiprocess_folder_set_too_late_is_ignored_with_a_warning(tmp_path: Path) -> None:
+    code = f"""
+import logging, os
+logging.basicConfig(level=logging.WARNING, format="%(message)s")
+import prometheus_client
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = {str(tmp_path)!r}
+from fcplus_wsgi.events import FlowEvent
+from fcplus_wsgi.observability import PrometheusMetrics
+metrics = PrometheusMetrics("fcplus-integration")
+assert not metrics.multiprocess
+metrics.observe(FlowEvent("login", "success", "fcplus-integration", "c", acr="eidas2"))
+print(metrics.sample("fcplus_logins_total", {{"provider": "fcplus-integration", "acr": "eidas2"}}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "1.0"
+    assert "set after prometheus_client was imported" in out.stderr
+    assert list(tmp_path.iterdir()) == []

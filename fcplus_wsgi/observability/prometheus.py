@@ -11,6 +11,7 @@ overwrite each other's file entries instead of adding up.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -18,7 +19,7 @@ import weakref
 from collections.abc import Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, values
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -27,11 +28,26 @@ from ..stores import Store, StoreError
 from .catalogue import LABELS, METRICS, METRICS_BY_NAME, SESSION_END_REASONS, MetricSpec
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+log = logging.getLogger("fcplus_wsgi.observability")
+_warned = False
 
 
 def multiprocess_dir() -> str | None:
-    """The multiprocess folder prometheus_client writes to, or None in single-process mode."""
-    return os.environ.get(MULTIPROC_ENV) or os.environ.get(MULTIPROC_ENV.lower()) or None
+    """The multiprocess folder prometheus_client writes to, or None in single-process mode.
+
+    prometheus_client picks its value class once, when it is first imported: a folder
+    named in the environment after that is ignored (with a warning), since reading files
+    nobody writes would publish zeros.
+    """
+    folder = os.environ.get(MULTIPROC_ENV) or os.environ.get(MULTIPROC_ENV.lower()) or None
+    if folder is not None and not getattr(values.ValueClass, "_multiprocess", False):
+        global _warned
+        if not _warned:
+            _warned = True
+            log.warning("%s was set after prometheus_client was imported; metrics stay per process. "
+                        "Export it before the server starts.", MULTIPROC_ENV)
+        return None
+    return folder
 
 
 def _build(spec: MetricSpec, registry: CollectorRegistry) -> Any:
@@ -223,6 +239,8 @@ class InstrumentedStore:
 
     def __getattr__(self, name: str) -> Any:
         # Backend extras (SQLiteStore.purge, ...) stay reachable through the wrapper.
+        if name == "inner":  # not set yet (copy, pickle): no recursion
+            raise AttributeError(name)
         return getattr(self.inner, name)
 
 
