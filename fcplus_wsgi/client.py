@@ -113,7 +113,10 @@ class ProviderClient:
                         raise FlowError("provider_response_too_large", detail=f"{url}: over {self.max_bytes} bytes")
                     chunks.append(chunk)
                 ctype = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
-                return HTTPResult(resp.status_code, ctype, b"".join(chunks), dict(resp.headers))
+                # Names lower-cased: HTTP header names are case-insensitive and servers and
+                # proxies spell them differently (waitress: Www-Authenticate; HTTP/2: lower case).
+                headers = {name.lower(): value for name, value in resp.headers.items()}
+                return HTTPResult(resp.status_code, ctype, b"".join(chunks), headers)
         except FlowError:
             raise
         except requests.exceptions.SSLError:
@@ -254,7 +257,7 @@ class ProviderClient:
                                headers={"Authorization": f"Bearer {access_token}",
                                         "Accept": "application/jwt, application/json"})
         if result.status != 200:
-            error = _bearer_error(result.headers.get("WWW-Authenticate", ""))
+            error = _bearer_error(result.headers.get("www-authenticate", ""))
             if error is None and result.content_type == "application/json":
                 try:
                     body = json.loads(result.body)
