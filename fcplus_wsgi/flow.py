@@ -40,7 +40,7 @@ from .sessions import (
 )
 from .settings import Settings
 from .stores import Store, StoreError
-from .tokens import Expected, UnknownSigningKey, open_token, validate_id_token, validate_userinfo
+from .tokens import Expected, UnknownSigningKey, open_token, strict_json, validate_id_token, validate_userinfo
 
 # Callback parameters: generous caps, far below what would hurt, far above real values.
 _PARAM_CAPS = {"state": 128, "code": 4096, "error": 128, "error_description": 2048, "error_uri": 2048,
@@ -296,7 +296,7 @@ class Flow:
             if s.policy.userinfo_format == "jwt" or s.policy.require_encryption:
                 raise FlowError("userinfo_not_encrypted", detail="plain JSON userinfo where a JWT is required")
             try:
-                claims = json.loads(result.body)
+                claims = strict_json(result.body)
             except (ValueError, UnicodeDecodeError):
                 raise FlowError("userinfo_malformed", detail="userinfo body is not JSON") from None
             if not isinstance(claims, dict):

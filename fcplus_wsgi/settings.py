@@ -33,7 +33,7 @@ KNOWN_KEYS = frozenset({
     "claims", "request_amr", "token_endpoint_auth_method", "unauthenticated", "logout_landing_path",
     "pending_login_ttl", "id_token_signing_algs", "insecure_allow_hs256", "jwks_refresh_interval",
     "metrics", "metrics_path", "metrics_allow", "structlog", "log_format",
-    "max_response_bytes", "step_up",
+    "max_response_bytes", "step_up", "templates_dir", "messages_file",
 })
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -83,6 +83,9 @@ class Settings:
     log_format: str = "json"
     # (path prefix, minimum eIDAS level): sessions below it go through the provider again.
     step_up: tuple[tuple[str, str], ...] = ()
+    # Operator overrides of the pages: a folder of templates, and texts per catalogue code.
+    templates_dir: str | None = None
+    messages: dict[str, dict[str, str]] = field(default_factory=dict, hash=False)
 
     @property
     def provider_name(self) -> str:
@@ -221,6 +224,55 @@ def _observability(get: Callable[..., Any], flow_paths: Mapping[str, str]) -> di
             "structlog": _as_bool("structlog", get("structlog", False)), "log_format": log_format}
 
 
+PAGE_TEMPLATES = ("base.html", "error.html", "notice.html")
+MAX_MESSAGE = 1000
+
+
+def _templates_dir(value: Any) -> str | None:
+    if value is None:
+        return None
+    path = Path(str(value))
+    if not path.is_dir():
+        raise ConfigError(f"templates_dir {path} is not a readable directory; point it at a folder holding "
+                          f"your {', '.join(PAGE_TEMPLATES)}.")
+    if not any((path / name).is_file() for name in PAGE_TEMPLATES):
+        raise ConfigError(f"templates_dir {path} holds none of {', '.join(PAGE_TEMPLATES)}; "
+                          "copy the packaged ones there to start from (see docs/configuration.md).")
+    return str(path)
+
+
+def _messages(value: Any) -> dict[str, dict[str, str]]:
+    """messages_file: {"access_denied": {"fr": "...", "en": "..."}}, checked against the catalogue
+    so a typo in a code stops the start instead of silently showing the default text."""
+    if value is None:
+        return {}
+    from .errors import CATALOGUE
+
+    path = Path(str(value))
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"messages_file {path} cannot be read ({exc.strerror}).") from None
+    except ValueError:
+        raise ConfigError(f"messages_file {path} is not UTF-8 JSON; write an object such as "
+                          '{"access_denied": {"fr": "...", "en": "..."}}.') from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"messages_file {path} must hold a JSON object of error codes.")
+    messages: dict[str, dict[str, str]] = {}
+    for code, texts in data.items():
+        if code not in CATALOGUE:
+            raise ConfigError(f"messages_file {path}: {code!r} is not an error code; the codes are listed in "
+                              "docs/errors.md.")
+        if not isinstance(texts, dict) or not texts or not set(texts) <= {"fr", "en"}:
+            raise ConfigError(f"messages_file {path}: {code} must map to an object with \"fr\" and/or \"en\" texts.")
+        for lang, text in texts.items():
+            if not isinstance(text, str) or not text.strip() or len(text) > MAX_MESSAGE:
+                raise ConfigError(f"messages_file {path}: {code}.{lang} must be a non-empty text of at most "
+                                  f"{MAX_MESSAGE} characters.")
+        messages[code] = {lang: text.strip() for lang, text in texts.items()}
+    return messages
+
+
 def parse_settings(raw: Mapping[str, Any]) -> Settings:
     """Validate raw ini values (or keyword arguments) into Settings, or raise ConfigError."""
     unknown = sorted(k for k in raw if k not in KNOWN_KEYS and not k.startswith(("fcplus.", "_")))
@@ -339,6 +391,9 @@ def parse_settings(raw: Mapping[str, Any]) -> Settings:
         raise ConfigError("unauthenticated must be auto, redirect or 401.")
 
     allow_hs256 = _as_bool("insecure_allow_hs256", get("insecure_allow_hs256", False))
+    if allow_hs256 and len(str(secret).encode()) < 32:
+        # RFC 7518 3.2: an HS256 key must be at least 256 bits; shorter ones verify nothing.
+        raise ConfigError("insecure_allow_hs256 needs a client_secret of at least 32 bytes (RFC 7518 3.2).")
     algs = _as_list(get("id_token_signing_algs", " ".join(policy.id_token_signing_algs)))
     if not algs:
         raise ConfigError("id_token_signing_algs is empty; leave it out to keep the provider policy, or name algs such as ES256.")
@@ -380,7 +435,7 @@ def parse_settings(raw: Mapping[str, Any]) -> Settings:
 
     protected = tuple(_as_path("protected_paths", p) for p in _as_list(get("protected_paths", "/")))
     public = tuple(_as_path("public_paths", p) for p in _as_list(get("public_paths", "")))
-    if landing in (login_path, logout_path, callback_path) or landing == logout_cb:
+    if landing in (login_path, logout_path, callback_path, jwks_path) or landing == logout_cb:
         raise ConfigError("logout_landing_path must be a page of the application, not a flow path.")
     step_up = _parse_step_up(get("step_up", ""), policy)
 
@@ -419,4 +474,6 @@ def parse_settings(raw: Mapping[str, Any]) -> Settings:
         max_response_bytes=_as_int("max_response_bytes", get("max_response_bytes", 1 << 20), minimum=4096),
         **observability,
         step_up=step_up,
+        templates_dir=_templates_dir(get("templates_dir")),
+        messages=_messages(get("messages_file")),
     )

@@ -151,6 +151,11 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"non-standard JSON constant {name}")
 
 
+def strict_json(data: str | bytes) -> Any:
+    """Parse provider JSON as RFC 8259 says it is: no NaN, no Infinity."""
+    return json.loads(data, parse_constant=_refuse_constant)
+
+
 def verify_signature(compact: str, provider: ProviderKeys, algs: Sequence[str], prefix: str,
                      client_secret: str | None = None) -> dict[str, Any]:
     """Verify a compact JWS against the provider keys and return its JSON payload."""
@@ -182,7 +187,7 @@ def verify_signature(compact: str, provider: ProviderKeys, algs: Sequence[str], 
     except (JWException, ValueError, TypeError):
         raise FlowError(code_bad, detail="signature does not verify") from None
     try:
-        payload = json.loads(jws.payload, parse_constant=_refuse_constant)
+        payload = strict_json(jws.payload)
     except (ValueError, UnicodeDecodeError):
         raise FlowError("id_token_claims_invalid" if prefix == "id_token" else "userinfo_malformed",
                         detail="payload is not JSON") from None

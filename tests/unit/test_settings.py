@@ -12,11 +12,11 @@ from fcplus_wsgi.providers import PRESETS, Policy, Preset
 from fcplus_wsgi.settings import ConfigError, Settings, parse_settings
 
 GENERIC: dict[str, Any] = {
-    "issuer": "https://op.example", "client_id": "cid", "client_secret": "s3cret",
+    "issuer": "https://op.example", "client_id": "cid", "client_secret": "s3cret-of-at-least-32-bytes-long!",
     "redirect_uri": "https://svc.example/oidc/callback", "session_store": "memory://",
 }
 FCPLUS: dict[str, Any] = {
-    "provider": "fcplus-integration", "client_id": "cid", "client_secret": "s3cret",
+    "provider": "fcplus-integration", "client_id": "cid", "client_secret": "s3cret-of-at-least-32-bytes-long!",
     "redirect_uri": "https://svc.example/oidc/callback", "keys_file": "/etc/fcplus/keys.json",
     "session_store": "memory://",
 }
@@ -384,3 +384,11 @@ def test_keyword_arguments_of_native_types() -> None:
                         "http_timeout": 2.5, "scopes": ["openid", "email"], "clock_skew": 0})
     assert (s.cookie_secure, s.session_idle_timeout, s.http_timeout, s.scopes, s.clock_skew) == \
         (True, 600, 2.5, ("openid", "email"), 0)
+
+
+def test_hs256_needs_a_secret_long_enough_to_be_a_key() -> None:
+    refused(GENERIC, "insecure_allow_hs256", "32 bytes", insecure_allow_hs256="true", client_secret="short")
+
+
+def test_logout_landing_path_is_not_the_jwks_path() -> None:
+    refused(GENERIC, "logout_landing_path", logout_landing_path="/oidc/jwks.json")
