@@ -27,7 +27,7 @@ from .flow import Flow, new_correlation_id
 from .identity import ENVIRON_KEY, Identity
 from .keys import KeyFileError, ServiceKeys, load_keys_file
 from .links import MIDDLEWARE_KEY
-from .pages import Pages, secure
+from .pages import Pages, PageTemplateError, secure
 from .providers import EIDAS_ORDER, acr_satisfies
 from .settings import ConfigError, Settings, parse_settings
 from .stores import Store, StoreError, open_store
@@ -166,7 +166,12 @@ class FCPlusMiddleware:
             s.issuer, timeout=s.http_timeout, ca_bundle=s.ca_bundle, max_bytes=s.max_response_bytes,
             jwks_refresh_interval=s.jwks_refresh_interval, observe=self._observe_provider_call)
         self.flow = Flow(s, client=self.client, store=store, service_keys=service_keys, bus=bus, clock=clock)
-        self.pages = pages or Pages()
+        if pages is None:
+            try:
+                pages = Pages((s.templates_dir,) if s.templates_dir else (), messages=s.messages)
+            except PageTemplateError as exc:
+                raise ConfigError(f"templates_dir {s.templates_dir}: {exc}") from None
+        self.pages = pages
         self._routes: dict[str, Callable[[dict[str, Any]], Response]] = {
             s.login_path: self._login,
             s.callback_path: self._callback,

@@ -7,11 +7,12 @@ of caches and frames and forbid any script: these pages need none.
 
 from __future__ import annotations
 
+import logging
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PackageLoader, select_autoescape
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PackageLoader, TemplateError, select_autoescape
 from webob import Response
 
 from .errors import Category, FlowError
@@ -70,35 +71,67 @@ def prefers_english(accept_language: str | None) -> bool:
     return best_en > best_fr
 
 
+log = logging.getLogger("fcplus_wsgi")
+
+TEMPLATES = ("base.html", "error.html", "notice.html")
+
+
+class PageTemplateError(ValueError):
+    """An operator template that does not compile; the message names the file and line."""
+
+
 class Pages:
-    def __init__(self, template_dirs: Sequence[str] = ()) -> None:
-        loaders: list[Any] = [FileSystemLoader(list(template_dirs))] if template_dirs else []
-        loaders.append(PackageLoader("fcplus_wsgi", "templates"))
-        self.env = Environment(loader=ChoiceLoader(loaders), autoescape=select_autoescape(default=True),
-                               auto_reload=False)
+    """Renders the pages; `template_dirs` (searched first) and `messages` ({code: {"fr", "en"}})
+    are the operator's overrides of the packaged templates and catalogue texts."""
+
+    def __init__(self, template_dirs: Sequence[str] = (),
+                 messages: Mapping[str, Mapping[str, str]] | None = None) -> None:
+        package = PackageLoader("fcplus_wsgi", "templates")
+        self._packaged = Environment(loader=package, autoescape=select_autoescape(default=True), auto_reload=False)
+        if template_dirs:
+            self.env = Environment(loader=ChoiceLoader([FileSystemLoader(list(template_dirs)), package]),
+                                   autoescape=select_autoescape(default=True), auto_reload=False)
+            for name in TEMPLATES:  # a syntax error stops the start, not a user's error page
+                try:
+                    self.env.get_template(name)
+                except TemplateError as exc:
+                    where = f"{getattr(exc, 'filename', None) or name} line {getattr(exc, 'lineno', '?')}"
+                    raise PageTemplateError(f"{where}: {exc}") from None
+        else:
+            self.env = self._packaged
+        self.messages = messages or {}
 
     def render(self, template: str, **context: Any) -> tuple[str, str]:
         nonce = secrets.token_urlsafe(16)
-        return self.env.get_template(template).render(csp_nonce=nonce, **context), nonce
+        try:
+            return self.env.get_template(template).render(csp_nonce=nonce, **context), nonce
+        except Exception:
+            if self.env is self._packaged:
+                raise
+            # An error page must not fail in turn: the packaged template always renders.
+            log.exception("operator template %s failed to render; using the packaged one", template)
+            return self._packaged.get_template(template).render(csp_nonce=nonce, **context), nonce
 
     def error(self, exc: FlowError, *, correlation_id: str, accept_language: str | None,
               retry_url: str | None, home_url: str | None = "/") -> Response:
         spec = exc.spec
         fr_title, en_title = _TITLES[spec.category]
         english = prefers_english(accept_language)
+        texts = self.messages.get(spec.code, {})
         provider_said = None
         if exc.provider_error:
             provider_said = exc.provider_error + (f" — {exc.provider_description}" if exc.provider_description else "")
         body, nonce = self.render(
             "error.html", lang="en" if english else "fr", title=en_title if english else fr_title,
-            fr={"lang": "fr", "title": fr_title, "message": spec.message_fr, "retry": "Réessayer",
+            fr={"lang": "fr", "title": fr_title, "message": texts.get("fr", spec.message_fr), "retry": "Réessayer",
                 "home": "Retour à l'accueil", "reference": "Référence à communiquer au support :",
                 "provider_said": "Code renvoyé par le fournisseur :"},
-            en={"lang": "en", "title": en_title, "message": spec.message_en, "retry": "Try again",
+            en={"lang": "en", "title": en_title, "message": texts.get("en", spec.message_en), "retry": "Try again",
                 "home": "Back to the home page", "reference": "Reference for support:",
                 "provider_said": "Code returned by the provider:"},
             retry_url=retry_url if spec.retry else None, home_url=home_url,
-            provider_said=provider_said, correlation_id=correlation_id)
+            provider_said=provider_said, correlation_id=correlation_id, code=spec.code,
+            category=spec.category.value, status=spec.status)
         response = Response(body=body.encode(), status=spec.status, content_type="text/html", charset="utf-8")
         response.headers["X-Correlation-ID"] = correlation_id
         return secure(response, nonce)

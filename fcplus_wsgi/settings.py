@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from .errors import CATALOGUE
 from .providers import EIDAS_ORDER, GENERIC, PRESETS, STANDARD_SIGNING_ALGS, Policy, Preset
 
 
@@ -246,8 +247,6 @@ def _messages(value: Any) -> dict[str, dict[str, str]]:
     so a typo in a code stops the start instead of silently showing the default text."""
     if value is None:
         return {}
-    from .errors import CATALOGUE
-
     path = Path(str(value))
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
