@@ -40,7 +40,7 @@ from .authorize import safe_return_to
 from .errors import FlowError
 from .events import FlowEvent
 from .flow import new_correlation_id
-from .identity import Identity
+from .identity import ENVIRON_KEY, Identity
 from .middleware import MIDDLEWARE_KEY, FCPlusMiddleware, read_cookie, send, strip_identity, wants_redirect
 from .pages import Pages
 from .providers import EIDAS_ORDER, acr_satisfies
@@ -170,7 +170,7 @@ class FCPlusRequest:
         if mw is None:
             return None  # use_filter without the filter: fail closed (the tween shows an error page)
         if self.from_filter:
-            value = environ.get("fcplus.identity")
+            value = environ.get(ENVIRON_KEY)
             return value if isinstance(value, Identity) else None
         try:
             view = mw.flow.load_session(read_cookie(environ, mw.settings.cookie_name))
@@ -184,7 +184,7 @@ class FCPlusRequest:
             mw.bus.emit(FlowEvent(step="session_ended", outcome="success", provider=mw.settings.provider_name,
                                   correlation_id=str(view.record.get("cid", "")), extra={"reason": view.ended}))
             return None
-        return Identity.from_session(view.record)
+        return view.identity
 
     def acr_at_least(self, level: str) -> bool:
         """Whether the session meets eIDAS `level` (False when nobody is signed in)."""
@@ -252,7 +252,7 @@ class FCPlusRequest:
             mw.bus.emit(FlowEvent(step="session_ended", outcome="success", provider=s.provider_name,
                                   correlation_id=str(record.get("cid", "")), extra={"reason": "logout"}))
         self._loaded, self._identity = True, None
-        for key in ("fcplus.identity", "fcplus.claims", "fcplus.id_token_claims", "REMOTE_USER"):
+        for key in (ENVIRON_KEY, "fcplus.claims", "fcplus.id_token_claims", "REMOTE_USER"):
             self.request.environ.pop(key, None)
         response = Response()
         # Same attributes as when it was set: browsers ignore a __Host- deletion without Secure.
