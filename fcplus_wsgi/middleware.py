@@ -293,6 +293,13 @@ class FCPlusMiddleware:
                                 category=exc.spec.category.value))
         return self._error_page(environ, exc, cid, retry=retry)
 
+    def _clear_session_cookie(self, response: Response) -> None:
+        """Expire the session cookie with the attributes it was set with: browsers ignore a
+        deletion of a __Host- (or Secure) cookie that does not itself carry Secure."""
+        s = self.settings
+        response.set_cookie(s.cookie_name, "", max_age=0, path="/", secure=s.cookie_secure, httponly=True,
+                            samesite="lax")
+
     def _set_browser_cookie(self, response: Response, value: str) -> None:
         s = self.settings
         response.set_cookie(s.pending_cookie_name, value, max_age=s.pending_login_ttl, path="/",
@@ -402,7 +409,7 @@ class FCPlusMiddleware:
             done = self.flow.start_logout(session_id, browser_secret=browser, request_id=self._request_id(environ))
         except FlowError as exc:  # the store failed: say so, and drop the cookie all the same
             page = self._error_page(environ, exc, exc.correlation_id or new_correlation_id(), retry=s.logout_path)
-            page.delete_cookie(s.cookie_name, path="/")
+            self._clear_session_cookie(page)
             return page
         if done.provider_unreachable:
             response = self.pages.notice(
@@ -416,7 +423,7 @@ class FCPlusMiddleware:
                 link_url=s.logout_landing_path, fr_link="Retour à l'accueil", en_link="Back to the home page")
         else:
             response = self._redirect(done.target, 303)
-        response.delete_cookie(s.cookie_name, path="/")
+        self._clear_session_cookie(response)
         if done.browser_secret and done.browser_secret != browser:
             self._set_browser_cookie(response, done.browser_secret)
         return response
@@ -440,7 +447,7 @@ class FCPlusMiddleware:
                 fr_title="Vous êtes déconnecté", fr_message="Votre session sur ce service est terminée.",
                 en_title="You are signed out", en_message="Your session on this service has ended.",
                 link_url=s.logout_landing_path, fr_link="Retour à l'accueil", en_link="Back to the home page")
-        response.delete_cookie(s.cookie_name, path="/")
+        self._clear_session_cookie(response)
         return response
 
 

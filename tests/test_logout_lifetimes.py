@@ -157,3 +157,22 @@ def test_link_helpers_follow_the_configured_paths(tmp_path: Path) -> None:
         login_url({"fcplus_wsgi.middleware": s.middleware}, "//evil.example")
     with pytest.raises(LookupError):
         logout_url({})
+
+
+def test_logout_clears_a_host_prefixed_cookie_with_secure(tmp_path: Path) -> None:
+    """Browsers ignore the deletion of a __Host- cookie unless the deletion is Secure too."""
+    import json
+
+    from webtest import TestApp
+
+    from fcplus_wsgi import FCPlusMiddleware
+    from fcplus_wsgi.keys import generate_private_jwks
+    keys = tmp_path / "keys.json"
+    keys.write_text(json.dumps(generate_private_jwks()))
+    app = TestApp(FCPlusMiddleware(lambda e, s: [], {
+        "provider": "fcplus-integration", "client_id": "c", "client_secret": "s" * 40,
+        "redirect_uri": "https://service.example/oidc/callback", "keys_file": str(keys),
+        "session_store": "memory://"}))
+    response = app.get("/oidc/logout", headers={"Cookie": "__Host-fcplus=" + "A" * 43})
+    cleared = [c for c in response.headers.getall("Set-Cookie") if c.startswith("__Host-fcplus=")]
+    assert cleared and "Secure" in cleared[0] and "Max-Age=0" in cleared[0] and "Path=/" in cleared[0]
