@@ -10,6 +10,7 @@ whatever a library would default to.
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import hmac
 import json
@@ -27,6 +28,15 @@ from .keys import ServiceKeys
 from .providers import Policy, acr_satisfies
 
 MAX_TOKEN_CHARS = 64 * 1024
+
+# jwcrypto deep-copies its header registry into every JWE and JWS object it builds, about
+# 45 us each: a fifth of a login's CPU beyond the cryptography itself (docs/benchmarks.md).
+# Objects here are shallow copies of one pristine instance instead. jwcrypto rebinds every
+# per-token attribute (objects, plaintext, cek, decryptlog, verifylog) in deserialize,
+# decrypt and verify, and only reads the registry, so copies share nothing they write;
+# tests/unit/test_tokens_pristine.py checks that the pristine instances stay untouched.
+_PRISTINE_JWE = JWE()
+_PRISTINE_JWS = JWS()
 
 _ALG_KTY = {
     "ES256": ("EC", "P-256"), "ES384": ("EC", "P-384"), "ES512": ("EC", "P-521"),
@@ -113,7 +123,7 @@ def decrypt(token: str, keys: ServiceKeys, policy: Policy, prefix: str) -> str:
     if not candidates:
         raise FlowError(code_fail, detail="no service key matches the JWE kid/alg")
     for key in candidates:
-        jwe = JWE()
+        jwe = copy.copy(_PRISTINE_JWE)
         jwe.allowed_algs = [alg, enc]
         try:
             jwe.deserialize(token, key=key)
@@ -179,7 +189,7 @@ def verify_signature(compact: str, provider: ProviderKeys, algs: Sequence[str], 
         key = jwk.JWK(kty="oct", k=base64.urlsafe_b64encode(client_secret.encode()).rstrip(b"=").decode())
     else:
         key = _select_key(header, provider, alg, prefix)
-    jws = JWS()
+    jws = copy.copy(_PRISTINE_JWS)
     jws.allowed_algs = [alg]
     try:
         jws.deserialize(compact)
