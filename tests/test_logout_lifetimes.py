@@ -175,4 +175,5 @@ def test_logout_clears_a_host_prefixed_cookie_with_secure(tmp_path: Path) -> Non
         "session_store": "memory://"}))
     response = app.get("/oidc/logout", headers={"Cookie": "__Host-fcplus=" + "A" * 43})
     cleared = [c for c in response.headers.getall("Set-Cookie") if c.startswith("__Host-fcplus=")]
-    assert cleared and "Secure" in cleared[0] and "Max-Age=0" in cleared[0] and "Path=/" in cleared[0]
+    attributes = cleared[0].lower()  # cookie attribute names are case-insensitive (RFC 6265)
+    assert "; secure" in attributes and "max-age=0" in attributes and "path=/" in attributes
