@@ -1,0 +1,166 @@
+"""Servers for the benchmarks, in processes of their own so load and server do not share a GIL.
+
+    python -m benchmarks.serve CONFIG.json      waitress on 127.0.0.1:PORT until stdin closes
+    gunicorn 'benchmarks.serve:gunicorn_app()'  the same app; config path in FCPLUS_BENCH_CONFIG
+
+CONFIG holds {"role": "app" | "provider", "port": ..., "threads": ...} plus, for the app,
+"bare" (serve the inner app unwrapped), "settings" (middleware ini keys), "record" and
+"session_id" (a session to seal into the store at start, so a load generator can send
+its cookie), "profile" (a path: profile every request with cProfile, from a GET of
+START_PATH on, and write the summed stats there at exit) and
+"events" (a path: write the summed durations of the flow's steps, from START_PATH on,
+there at exit); for the provider, "issuer",
+"service_base" and "alg".
+"""
+
+from __future__ import annotations
+
+import cProfile
+import json
+import logging
+import os
+import pstats
+import sys
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from waitress.server import create_server
+
+from benchmarks.common import LOOPBACK, inner_app, provider_app, seed_session
+
+CONFIG_ENV = "FCPLUS_BENCH_CONFIG"
+START_PATH = "/__bench/profile-start"
+
+
+class Profiled:
+    """Profile each request in the thread that serves it (cProfile sees one thread only).
+    The clock is perf_counter (cheap, so the profile is not all profiler): time spent
+    waiting for the provider shows as socket calls, which the report sets apart."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
+        self.app = app
+        self.lock = threading.Lock()
+        self.stats: pstats.Stats | None = None
+        self.requests = 0
+        self.enabled = False
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if not self.enabled:
+            return self.app(environ, start_response)
+        profile = cProfile.Profile()
+        profile.enable()
+        try:
+            result = self.app(environ, start_response)
+            try:
+                body = list(result)
+            finally:
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()
+        finally:
+            profile.disable()
+            with self.lock:
+                self.requests += 1
+                if self.stats is None:
+                    self.stats = pstats.Stats(profile)
+                else:
+                    self.stats.add(profile)
+        return body
+
+    def dump(self, path: str) -> None:
+        with self.lock:
+            if self.stats is not None:
+                self.stats.dump_stats(path)
+
+
+class StepTimes:
+    """Sums the flow's own step durations (events on the middleware's bus): token,
+    id_token, userinfo, session, each provider request; wall clock, no profiler."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.steps: dict[str, list[float]] = {}
+
+    def __call__(self, event: Any) -> None:
+        if event.duration is None:
+            return
+        name = event.step
+        if event.step == "provider_request":
+            name += ":" + str(event.extra.get("endpoint", "?"))
+        with self.lock:
+            entry = self.steps.setdefault(name, [0, 0.0])
+            entry[0] += 1
+            entry[1] += event.duration
+
+    def dump(self, path: str) -> None:
+        with self.lock:
+            Path(path).write_text(json.dumps(self.steps))
+
+
+STEP_TIMES = StepTimes()
+
+
+def build(config: dict[str, Any]) -> Any:
+    if config["role"] == "provider":
+        return provider_app(config["issuer"], config["service_base"], config.get("alg", "RSA-OAEP"))
+    if config.get("bare"):
+        return inner_app
+    from fcplus_wsgi import FCPlusMiddleware
+
+    middleware = FCPlusMiddleware(inner_app, config["settings"])
+    if config.get("events"):
+        middleware.bus.subscribe(STEP_TIMES)
+    if config.get("session_id"):
+        seed_session(middleware.store, config["record"], session_id=config["session_id"])
+    return middleware
+
+
+class Control:
+    """Answers START_PATH, which the parent requests once its warm-up logins are done:
+    step times start from zero and profiling (if asked for) starts."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]], profiled: Profiled | None) -> None:
+        self.app = app
+        self.profiled = profiled
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == START_PATH:
+            with STEP_TIMES.lock:
+                STEP_TIMES.steps.clear()
+            if self.profiled is not None:
+                self.profiled.enabled = True
+            start_response("204 No Content", [])
+            return []
+        return self.app(environ, start_response)
+
+
+def gunicorn_app() -> Any:
+    """The app gunicorn serves; each worker builds (and seeds) its own, as in production."""
+    return build(json.loads(Path(os.environ[CONFIG_ENV]).read_text()))
+
+
+def main(argv: list[str]) -> int:
+    # waitress warns "Task queue depth is N" whenever a request waits for a thread, which
+    # under a load generator is every other request: that is the point, not news.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+    config = json.loads(Path(argv[0]).read_text())
+    app = build(config)
+    profiled = Profiled(app) if config.get("profile") else None
+    server = create_server(Control(profiled or app, profiled), host=LOOPBACK, port=int(config["port"]),
+                           threads=int(config.get("threads", 4)), ident="bench", connection_limit=1000)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    print("ready", flush=True)
+    sys.stdin.read()  # the parent closes our stdin to stop us
+    server.close()
+    if profiled is not None:
+        profiled.dump(config["profile"])
+    if config.get("events"):
+        STEP_TIMES.dump(config["events"])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
