@@ -1,0 +1,247 @@
+"""The middleware's pages in a real headless Chromium (Debian chromium + chromium-driver,
+driven by Selenium): they render under their strict CSP (the nonce'd stylesheet applies, no
+violation is reported), stay readable at 320 px width without horizontal scrolling, carry
+the correlation id that the logs carry; the logout confirmation form works through the
+provider and back; and a whole sign-in is clicked through the development provider's page.
+
+Screenshots go to tmp_path only. Skipped, with the reason, only when chromium or
+chromedriver is not installed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
+
+from tests.support.devstack import DevStack, dev_stack
+from tests.support.evil_provider import EvilStack, evil_stack
+from tests.support.servers import serve_wsgi
+
+WebDriver = webdriver.Chrome
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver") or ("/usr/lib/chromium/chromedriver"
+                                                 if os.path.exists("/usr/lib/chromium/chromedriver") else None)
+
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None or CHROMEDRIVER is None,
+    reason="chromium and chromedriver are needed (Debian: apt-get install -y chromium chromium-driver)")
+
+NARROW = 320
+TOLERANCE = 2  # sub-pixel rounding
+
+
+@pytest.fixture(scope="module")
+def driver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
+    os.environ.setdefault("SE_OFFLINE", "true")  # never let Selenium Manager reach the network
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+                f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
+        options.add_argument(arg)
+    options.add_experimental_option("prefs", {"intl.accept_languages": "fr-FR,fr"})  # headless ignores --lang
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    chrome = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+    chrome.set_page_load_timeout(20)
+    try:
+        yield chrome
+    finally:
+        chrome.quit()
+
+
+@pytest.fixture
+def browser(driver: WebDriver) -> Iterator[WebDriver]:
+    """The module's Chromium, reset: desktop width, no cookies, console log drained."""
+    driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+    driver.execute_cdp_cmd("Network.clearBrowserCookies", {})
+    driver.get_log("browser")
+    yield driver
+    driver.execute_cdp_cmd("Network.clearBrowserCookies", {})
+
+
+def app_calls(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What reached the app, minus Chromium's own /favicon.ico (a public path)."""
+    return [c for c in calls if c.get("path") != "/favicon.ico"]
+
+
+def narrow(driver: WebDriver) -> None:
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                           {"width": NARROW, "height": 640, "deviceScaleFactor": 2, "mobile": True})
+
+
+def csp_violations(driver: WebDriver) -> list[str]:
+    return [entry["message"] for entry in driver.get_log("browser")
+            if "Content Security Policy" in entry["message"] or "Refused to" in entry["message"]]
+
+
+def check_readable_page(driver: WebDriver, tmp_path: Path, name: str) -> None:
+    """Rendered with its stylesheet, readable at 320 px: no horizontal scroll, nothing cut."""
+    layout: dict[str, Any] = driver.execute_script("""
+        const main = document.querySelector('main');
+        const right = Math.max(...[...document.querySelectorAll('main *')].map(e => e.getBoundingClientRect().right));
+        return {scrollWidth: document.documentElement.scrollWidth, innerWidth: window.innerWidth,
+                right: right, font: getComputedStyle(document.body).fontFamily,
+                size: parseFloat(getComputedStyle(document.querySelector('p')).fontSize),
+                border: getComputedStyle(main).borderTopStyle};
+    """)
+    assert layout["innerWidth"] == NARROW, layout  # the viewport meta makes the page use the device width
+    assert layout["scrollWidth"] <= NARROW + TOLERANCE, layout
+    assert layout["right"] <= NARROW + TOLERANCE, layout
+    assert "Marianne" in layout["font"] and layout["border"] == "solid", layout  # the nonce'd style applied
+    assert layout["size"] >= 14, layout
+    shot = tmp_path / f"{name}.png"
+    driver.save_screenshot(str(shot))
+    assert shot.stat().st_size > 1000
+
+
+@pytest.fixture
+def evil(tmp_path: Path) -> Iterator[EvilStack]:
+    with evil_stack(tmp_path) as s:
+        yield s
+
+
+@pytest.mark.parametrize(("error", "description", "heading"), [
+    ("access_denied", None, "Connexion interrompue"),
+    ("temporarily_unavailable", "L'opération a expiré, merci de réessayer plus tard." * 2,
+     "Service d'identification indisponible"),
+    ("server_error", "Y" * 400, "Service d'identification indisponible"),  # one unbroken word, capped
+    ("<img/src=x/onerror=alert(1)>", "<script>document.title='pwned'</script>", "Service d'identification indisponible"),
+    ("<img src=x onerror=alert(1)>", None, "Connexion refusée par sécurité"),  # a space: malformed callback
+], ids=["access_denied", "long_description", "unbroken_word", "html_injection", "malformed"])
+def test_error_pages_render_and_stay_readable_at_320px(browser: WebDriver, evil: EvilStack, tmp_path: Path,
+                                                       error: str, description: str | None, heading: str) -> None:
+    evil.provider.authorize_error = {"error": error, **({"error_description": description} if description else {})}
+    narrow(browser)
+    browser.get(evil.base + "/private/page")
+    WebDriverWait(browser, 10).until(expected_conditions.presence_of_element_located((By.ID, "correlation-id")))
+    assert browser.current_url.startswith(evil.base + "/oidc/callback?")
+    cid = browser.find_element(By.ID, "correlation-id").text
+    assert re.fullmatch(r"[0-9a-f]{12}", cid)
+    assert any(f"correlation_id={cid}" in line for line in evil.logs.lines)
+    assert browser.find_element(By.TAG_NAME, "h1").text == heading
+    assert browser.title != "pwned" and browser.execute_script("return document.scripts.length") == 0
+    assert browser.find_elements(By.TAG_NAME, "img") == []
+    check_readable_page(browser, tmp_path, "error")
+    assert csp_violations(browser) == []
+    assert app_calls(evil.calls) == []
+    retry = browser.find_element(By.CSS_SELECTOR, "a.button")
+    assert retry.get_attribute("href") == evil.base + "/oidc/login"
+
+
+def test_expired_attempt_page_at_320px(browser: WebDriver, evil: EvilStack, tmp_path: Path) -> None:
+    narrow(browser)
+    browser.get(evil.base + "/oidc/callback?state=" + "0" * 64 + "&code=x")
+    assert "expiré" in browser.find_element(By.TAG_NAME, "main").text
+    check_readable_page(browser, tmp_path, "expired")
+    assert csp_violations(browser) == []
+
+
+def test_english_first_when_the_browser_asks(browser: WebDriver, evil: EvilStack) -> None:
+    evil.provider.authorize_error = {"error": "access_denied"}
+    browser.execute_cdp_cmd("Network.enable", {})
+    browser.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {"Accept-Language": "en-GB,en;q=0.9"}})
+    try:
+        browser.get(evil.base + "/private/page")
+        assert browser.find_element(By.TAG_NAME, "h1").text == "Sign-in interrupted"
+        assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == "en"
+    finally:
+        browser.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {}})
+        browser.execute_cdp_cmd("Network.disable", {})
+
+
+@pytest.fixture
+def dev(tmp_path: Path) -> Iterator[DevStack]:
+    with dev_stack(tmp_path) as s:
+        yield s
+
+
+def click_through_provider(browser: WebDriver, stack: DevStack, identity: str, acr: str) -> dict[str, Any]:
+    browser.get(stack.base + "/private/page?from=chromium")
+    WebDriverWait(browser, 10).until(expected_conditions.element_to_be_clickable((By.CSS_SELECTOR, "button.accept")))
+    assert browser.current_url.startswith(stack.issuer)
+    browser.find_element(By.CSS_SELECTOR, f'input[name="identity"][value="{identity}"]').click()
+    browser.find_element(By.CSS_SELECTOR, f'input[name="acr"][value="{acr}"]').click()
+    browser.find_element(By.CSS_SELECTOR, "button.accept").click()
+    WebDriverWait(browser, 10).until(lambda d: d.current_url.startswith(stack.base + "/private/page"))
+    seen: dict[str, Any] = json.loads(browser.find_element(By.TAG_NAME, "body").text)
+    return seen
+
+
+def test_full_sign_in_by_clicking_through_the_development_provider(browser: WebDriver, dev: DevStack) -> None:
+    seen = click_through_provider(browser, dev, "marie-martin", "eidas3")
+    assert browser.current_url == dev.base + "/private/page?from=chromium"
+    assert seen["path"] == "/private/page" and seen["query"] == "from=chromium"
+    assert seen["acr"] == "eidas3" and seen["claims"]["family_name"] == "MARTIN" and seen["sub"].endswith("v1")
+    cookies = {c["name"]: c for c in browser.get_cookies()}
+    assert cookies["fcplus"]["httpOnly"] and cookies["fcplus"]["sameSite"] == "Lax"
+    assert not any(v.get("value") == seen["sub"] for v in cookies.values())
+    # The session holds: another protected page without going back to the provider.
+    browser.get(dev.base + "/private/other")
+    assert json.loads(browser.find_element(By.TAG_NAME, "body").text)["sub"] == seen["sub"]
+
+
+def test_refusing_at_the_provider_lands_on_the_clean_retry_page(browser: WebDriver, dev: DevStack,
+                                                                tmp_path: Path) -> None:
+    browser.get(dev.base + "/private/page")
+    WebDriverWait(browser, 10).until(expected_conditions.element_to_be_clickable((By.CSS_SELECTOR, "button.refuse")))
+    narrow(browser)
+    browser.find_element(By.CSS_SELECTOR, "button.refuse").click()
+    WebDriverWait(browser, 10).until(expected_conditions.presence_of_element_located((By.ID, "correlation-id")))
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Connexion interrompue"
+    check_readable_page(browser, tmp_path, "refused")
+    browser.find_element(By.CSS_SELECTOR, "a.button").click()  # "Réessayer": back at the provider
+    WebDriverWait(browser, 10).until(lambda d: d.current_url.startswith(dev.issuer))
+    assert app_calls(dev.calls) == []
+
+
+def _body_of(browser: WebDriver, url: str) -> str:
+    browser.get(url)
+    return str(browser.find_element(By.TAG_NAME, "body").text)
+
+
+def test_logout_confirmation_form_works(browser: WebDriver, dev: DevStack, tmp_path: Path) -> None:
+    """A cross-site link to the logout path gets a confirmation page (no logout CSRF); its
+    button signs out through the provider's end_session and lands back on the service. The
+    form's submission is redirected to the provider, which the page's CSP form-action must
+    allow, and Chromium enforces that."""
+    sub = click_through_provider(browser, dev, "jean-dupont", "eidas2")["sub"]
+
+    def elsewhere(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        body = f'<!doctype html><a id="out" href="{dev.base}/oidc/logout">Se déconnecter</a>'.encode()
+        start_response("200 OK", [("Content-Type", "text/html; charset=utf-8")])
+        return [body]
+
+    narrow(browser)
+    with serve_wsgi(elsewhere) as other:
+        # Another site (localhost is not the same site as 127.0.0.1): Sec-Fetch-Site is cross-site.
+        browser.get(other.replace("127.0.0.1", "localhost") + "/")
+        browser.find_element(By.ID, "out").click()
+        WebDriverWait(browser, 10).until(expected_conditions.presence_of_element_located((By.TAG_NAME, "form")))
+    assert browser.current_url == dev.base + "/oidc/logout"
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Se déconnecter ?"
+    check_readable_page(browser, tmp_path, "logout-confirmation")
+    assert csp_violations(browser) == []
+    assert json.loads(_body_of(browser, dev.base + "/private/still"))["sub"] == sub  # not signed out by the link
+    browser.back()
+    WebDriverWait(browser, 10).until(expected_conditions.presence_of_element_located((By.TAG_NAME, "form")))
+    browser.find_element(By.CSS_SELECTOR, "form button").click()
+    WebDriverWait(browser, 10).until(lambda d: d.current_url == dev.base + "/")
+    assert csp_violations(browser) == []
+    landed = json.loads(browser.find_element(By.TAG_NAME, "body").text)
+    assert landed["sub"] is None
+    assert "fcplus" not in {c["name"] for c in browser.get_cookies()}
+    browser.get(dev.base + "/private/page")  # signed out: back to the provider
+    WebDriverWait(browser, 10).until(lambda d: d.current_url.startswith(dev.issuer))
