@@ -159,3 +159,9 @@ def report(result: dict[str, Any], out: Callable[[str], None]) -> None:
                 f"clock, profiler overhead included): {e['profile']['total_ms']:.2f} ms per login, of which "
                 f"{waits:.2f} ms in socket calls (mostly waiting for the provider's answers)")
             report_profile(e["profile"], out, indent="     ")
+
+
+def summary(result: dict[str, Any]) -> list[str]:
+    return [f"end-to-end, {alg}: {e['logins_per_s']:.1f} logins/s with {result['clients']} browsers; service CPU "
+            f"{e['cpu_ms_per_login']['service'] or float('nan'):.2f} ms per login = "
+            f"{e['service_cpu_over_floor'] or float('nan'):.1f}x the login's cryptography" for alg, e in result["algs"].items()]

@@ -252,3 +252,8 @@ def report(result: dict[str, Any], out: Callable[[str], None]) -> None:
             out(f"   {alg}: where the time goes (cProfile, wall clock, profiler overhead included):")
             report_profile(e["profile"], out, indent="     ")
     out(f"   target: ours/floor <= {TARGET_RATIO}")
+
+
+def summary(result: dict[str, Any]) -> list[str]:
+    return [f"login callback CPU, {alg}: {e['ratio']:.2f}x its cryptography floor (target <= {TARGET_RATIO}) -> "
+            f"{'ok' if e['ok'] else 'missed'}" for alg, e in result["algs"].items()]

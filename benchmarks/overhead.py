@@ -164,3 +164,19 @@ def report(result: dict[str, Any], out: Callable[[str], None]) -> None:
                 f"{entry['uncached']['added_us']:.1f} us added" if "uncached" in entry else ""
         out(f"   {'':7} context ({entry['clock']} time): bare app {entry['bare_us']:.2f} us/request{extra}")
     out("   target: memory <= 15 us, sqlite <= 40 us, redis <= one GET round trip (store read) + 15 us")
+
+
+def summary(result: dict[str, Any]) -> list[str]:
+    lines = []
+    for name, entry in result["stores"].items():
+        if "variants" not in entry:
+            continue
+        v = entry["variants"]["off"]
+        worst = max(entry["variants"].values(), key=lambda x: x["added_us"])
+        if name == "redis":
+            lines.append(f"per-request overhead, redis: {v['own_us']:+.1f} us beyond one round trip (target <= 15; "
+                         f"worst with plugins {worst['own_us']:+.1f}) -> {'ok' if v['ok'] else 'missed'}")
+        else:
+            lines.append(f"per-request overhead, {name}: {v['budget_used']:.2f} of the {entry['target_us']:.0f} us budget "
+                         f"(worst with plugins {worst['budget_used']:.2f}) -> {'ok' if v['ok'] else 'missed'}")
+    return lines

@@ -27,7 +27,7 @@ MODES: dict[str, dict[str, Any]] = {
     "quick": {"target": 0.002, "repeats": 3, "duration": 1, "rounds": 1, "connections": 4,
               "servers": ["waitress"], "throughput_stores": ["sqlite"], "sizes": [100, 1000], "scale_sample": 100,
               "e2e_algs": ["RSA-OAEP"], "e2e_clients": 1, "e2e_duration": 2.0, "e2e_max_logins": 3,
-              "e2e_profile_logins": 2, "plugins": ["off", "metrics"]},
+              "e2e_profile_logins": 2, "plugins": ["off", "metrics"], "raw_reads": False},
     "default": {"target": 0.01, "repeats": 21, "duration": 3, "rounds": 2, "connections": 4,
                 "servers": ["waitress", "gunicorn"], "throughput_stores": ["memory", "sqlite", "redis"],
                 "sizes": [1000, 10_000, 100_000], "scale_sample": 1000, "e2e_algs": ["RSA-OAEP", "ECDH-ES"],
@@ -65,6 +65,7 @@ class Context:
     e2e_profile_logins: int
     plugins: list[str]
     gunicorn_workers: int = 2
+    raw_reads: bool = True
     profile_always: bool = False
     redis: Any = None
     redis_store: Any = None
@@ -137,6 +138,16 @@ def report_machine(data: dict[str, Any], out: Callable[[str], None]) -> None:
         " (other processes share these cores; baselines are measured in turn with what they are compared to)")
 
 
+def report_summary(data: dict[str, Any], out: Callable[[str], None]) -> None:
+    modules = _modules()
+    out("")
+    out("Summary (targets of issue 7):")
+    for section in SECTIONS:
+        if section in data["results"]:
+            for line in modules[section].summary(data["results"][section]):
+                out(f"   {line}")
+
+
 def report_all(data: dict[str, Any], out: Callable[[str], None]) -> None:
     modules = _modules()
     report_machine(data, out)
@@ -146,6 +157,7 @@ def report_all(data: dict[str, Any], out: Callable[[str], None]) -> None:
             modules[section].report(data["results"][section], out)
             if section in data.get("elapsed_s", {}):
                 out(f"   ({data['elapsed_s'][section]:.0f} s)")
+    report_summary(data, out)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -209,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
             out(f"   ({data['elapsed_s'][section]:.0f} s)")
             sys.stdout.flush()
     data["load_average_end"] = os.getloadavg()
+    report_summary(data, out)
     out("")
     out("load average at end " + " ".join(f"{v:.2f}" for v in data["load_average_end"]))
     if args.json:

@@ -178,6 +178,18 @@ def report(result: dict[str, Any], out: Callable[[str], None]) -> None:
             exp = f"10^{round(math.log10(int(n)))}" if int(n) == 10 ** round(math.log10(int(n))) else n
             out(f"   {name:7} {exp:>9} {row['ratio']:14.2f} {row['added_us']:9.1f} {row['bytes_per_session']:14.0f} "
                 f"{row['bytes_per_session'] / row['sealed_bytes']:14.2f} {row['fill_per_s']:12.0f}")
-        out(f"   {name:7} highest/lowest cost {entry['worst_ratio']:.2f}: {'ok' if entry['ok'] else 'NOT FLAT'}")
+        out(f"   {name:7} highest/lowest cost {entry['worst_ratio']:.3f}: {'ok' if entry['ok'] else 'NOT FLAT'}")
     out(f"   target: flat within {FLAT_WITHIN:.0%}; 'stored/sealed' = bytes the store uses per session / sealed "
         "record bytes")
+
+
+def summary(result: dict[str, Any]) -> list[str]:
+    lines = []
+    for name, entry in result["stores"].items():
+        if "rows" in entry:
+            sizes = list(entry["rows"])
+            last = entry["rows"][sizes[-1]]
+            lines.append(f"scale, {name}: highest/lowest per-request cost over {sizes[0]}..{sizes[-1]} sessions "
+                         f"{entry['worst_ratio']:.3f} (target <= {1 + FLAT_WITHIN:.2f}) -> "
+                         f"{'ok' if entry['ok'] else 'missed'}; {last['bytes_per_session']:.0f} bytes per session")
+    return lines

@@ -102,6 +102,39 @@ class StepTimes:
 STEP_TIMES = StepTimes()
 
 
+def raw_read_app(spec: dict[str, Any], session_id: str) -> Callable[..., Iterable[bytes]]:
+    """The bare app plus one raw read of the session entry per request (plain sqlite3 or
+    redis-py, no fcplus_wsgi code): what any server-side session costs at the least."""
+    from fcplus_wsgi.sessions import SESSION, store_key
+
+    key = store_key(SESSION, session_id)
+    if spec["kind"] == "sqlite":
+        import sqlite3
+
+        local = threading.local()
+
+        def read() -> object:
+            conn = getattr(local, "conn", None)
+            if conn is None:
+                conn = local.conn = sqlite3.connect(spec["path"], isolation_level=None, check_same_thread=False)
+            return conn.execute("SELECT value FROM fcplus_entries WHERE key = ?", (key,)).fetchone()
+    else:
+        import redis
+
+        client = redis.Redis(host=LOOPBACK, port=int(spec["port"]), db=int(spec.get("db", 0)))
+        name = spec["prefix"] + key
+
+        def read() -> object:
+            return client.get(name)
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if read() is None:
+            start_response("500 Internal Server Error", [("Content-Type", "text/plain")])
+            return [b"session entry missing"]
+        return inner_app(environ, start_response)
+    return app
+
+
 def build(config: dict[str, Any]) -> Any:
     if config["role"] == "provider":
         return provider_app(config["issuer"], config["service_base"], config.get("alg", "RSA-OAEP"))
@@ -110,6 +143,10 @@ def build(config: dict[str, Any]) -> Any:
     from fcplus_wsgi import FCPlusMiddleware
 
     middleware = FCPlusMiddleware(inner_app, config["settings"])
+    if config.get("raw_read"):
+        seed_session(middleware.store, config["record"], session_id=config["session_id"])
+        middleware.store.close()
+        return raw_read_app(config["raw_read"], config["session_id"])
     if config.get("events"):
         middleware.bus.subscribe(STEP_TIMES)
     if config.get("session_id"):

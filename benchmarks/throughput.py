@@ -2,7 +2,9 @@
 
 Each configuration runs in a server process of its own on loopback (waitress, and
 gunicorn with sync workers when installed); wrk, a separate process, sends a browser's
-GET with a valid session cookie. Before and after each run a probe checks that the
+GET with a valid session cookie. A second baseline, `read:STORE`, is the bare app plus
+one raw read of the same session entry per request (plain sqlite3 / redis-py): the least
+any server-side session costs. Before and after each run a probe checks that the
 wrapped app really saw the signed-in user (a redirect would be cheaper than a session
 and must not pass for one). Configurations take turns, round after round, and the
 figure is the median of the rounds; the baseline is the bare app on the same server.
@@ -71,6 +73,14 @@ def _store_url(ctx: Any, name: str) -> str | None:
     return ctx.redis.url if name == "redis" and ctx.redis_store is not None else None
 
 
+def _raw_read_spec(ctx: Any, name: str) -> dict[str, Any] | None:
+    if name == "sqlite":
+        return {"kind": "sqlite", "path": str(ctx.workdir / "throughput.sqlite3")}
+    if name == "redis" and ctx.redis_store is not None:
+        return {"kind": "redis", "port": ctx.redis.port, "prefix": ctx.redis_store.config.prefix}
+    return None
+
+
 def run(ctx: Any) -> dict[str, Any]:
     if not wrk_available():
         return {"skipped": "wrk is not installed (Debian package wrk)"}
@@ -82,9 +92,13 @@ def run(ctx: Any) -> dict[str, Any]:
         configs: dict[str, dict[str, Any]] = {"bare": {"role": "app", "bare": True}}
         for name in ctx.throughput_stores:
             url = _store_url(ctx, name)
-            if url is not None:
-                configs[name] = {"role": "app", "session_id": cookie, "record": ctx.record,
-                                 "settings": middleware_settings(store_url=url, keys_file=ctx.keys_file)}
+            if url is None:
+                continue
+            configs[name] = {"role": "app", "session_id": cookie, "record": ctx.record,
+                             "settings": middleware_settings(store_url=url, keys_file=ctx.keys_file)}
+            raw = _raw_read_spec(ctx, name)
+            if raw is not None and ctx.raw_reads:
+                configs[f"read:{name}"] = {**configs[name], "raw_read": raw}
         runs: dict[str, list[dict[str, Any]]] = {name: [] for name in configs}
         with ExitStack() as stack:
             running: dict[str, Running] = {}
@@ -95,7 +109,7 @@ def run(ctx: Any) -> dict[str, Any]:
                     running[name] = stack.enter_context(gunicorn_process(
                         ctx.workdir, config, ctx.gunicorn_workers, HOT_PATH, cookie))
             for name, proc in running.items():
-                probe(proc.base, cookie, "anon" if name == "bare" else "ok")
+                probe(proc.base, cookie, "ok" if name in ctx.throughput_stores else "anon")
                 if not ctx.quick:  # warm every process: connections, caches, JIT-free but cold CPU caches
                     wrk(proc.base + HOT_PATH, cookie, duration=1, connections=ctx.connections)
             for _ in range(ctx.rounds):
@@ -108,7 +122,7 @@ def run(ctx: Any) -> dict[str, Any]:
                         if before is not None and after is not None and requests_done else None
                     runs[name].append(answer)
             for name, proc in running.items():
-                probe(proc.base, cookie, "anon" if name == "bare" else "ok")
+                probe(proc.base, cookie, "ok" if name in ctx.throughput_stores else "anon")
         bare_rps = median([r["rps"] for r in runs["bare"]])
         bare_cpu = median([r["cpu_us"] for r in runs["bare"] if r["cpu_us"] is not None])
         entry: dict[str, Any] = {}
@@ -121,7 +135,7 @@ def run(ctx: Any) -> dict[str, Any]:
                 "p50_ms": median([r["p50_ms"] for r in rounds if r["p50_ms"] is not None]),
                 "p99_ms": median([r["p99_ms"] for r in rounds if r["p99_ms"] is not None]),
                 "non_2xx": sum(r["non_2xx"] for r in rounds), "socket_errors": sum(r["socket_errors"] for r in rounds),
-                "ok": name == "bare" or rps / bare_rps >= TARGET_RATIO,
+                "ok": name not in ctx.throughput_stores or rps / bare_rps >= TARGET_RATIO,
             }
         result["servers"][server] = {"workers": 1 if server == "waitress" else ctx.gunicorn_workers,
                                      "threads": 4 if server == "waitress" else 1, "apps": entry}
@@ -135,20 +149,34 @@ def report(result: dict[str, Any], out: Callable[[str], None]) -> None:
         return
     out(f"   wrk -t1 -c{result['connections']} -d{result['duration_s']}s, median of {result['rounds']} interleaved "
         "rounds; baseline: the bare app on the same server")
-    out(f"   {'server':22} {'app':8} {'wrapped/bare':>13} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
+    out(f"   {'server':22} {'app':12} {'wrapped/bare':>13} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
         f"{'CPU us/req':>11} {'bare/wrapped CPU':>17}  verdict")
     for server, info in result["servers"].items():
         label = f"{server} ({info['workers']}w x {info['threads']}t)"
         for name, e in info["apps"].items():
-            verdict = "" if name == "bare" else ("ok" if e["ok"] else "UNDER")
+            verdict = "" if name == "bare" or name.startswith("read:") else ("ok" if e["ok"] else "UNDER")
             errors = f"  ({e['non_2xx']} non-2xx, {e['socket_errors']} socket errors)" \
                 if e["non_2xx"] or e["socket_errors"] else ""
             cpu_ratio = f"{e['cpu_ratio']:17.3f}" if e.get("cpu_ratio") else f"{'n/a':>17}"
-            out(f"   {label:22} {name:8} {e['ratio']:13.3f} {e['rps']:9.0f} {e['p50_ms']:8.2f} {e['p99_ms']:8.2f} "
+            out(f"   {label:22} {name:12} {e['ratio']:13.3f} {e['rps']:9.0f} {e['p50_ms']:8.2f} {e['p99_ms']:8.2f} "
                 f"{e.get('cpu_us') or float('nan'):11.0f} {cpu_ratio}  {verdict}{errors}")
     for server in result["skipped_servers"]:
         out(f"   {server}: not installed, skipped")
+    out("   read:STORE = the bare app plus one raw read of the session entry per request (plain sqlite3 / redis-py)")
     out(f"   target: wrapped/bare >= {TARGET_RATIO:.2f} with sqlite. 'CPU us/req': CPU of the server process(es) per "
         "request (/proc), the")
     out("   work behind each request whatever else the cores run; 'bare/wrapped CPU' is the throughput ratio a "
         "CPU-bound server would show")
+
+
+def summary(result: dict[str, Any]) -> list[str]:
+    if "skipped" in result:
+        return [f"throughput: skipped ({result['skipped']})"]
+    lines = []
+    for server, info in result["servers"].items():
+        e = info["apps"].get("sqlite")
+        if e:
+            cpu = f", CPU-bound ratio {e['cpu_ratio']:.2f}" if e.get("cpu_ratio") else ""
+            lines.append(f"throughput, {server} + sqlite: wrapped/bare {e['ratio']:.2f} (target >= {TARGET_RATIO:.2f}{cpu})"
+                         f" -> {'ok' if e['ok'] else 'missed'}")
+    return lines
