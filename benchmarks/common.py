@@ -490,6 +490,8 @@ def profile_group(filename: str, function: str) -> str:
     if "/fcplus_wsgi/" in filename:
         part = filename.split("/fcplus_wsgi/", 1)[1]
         return "fcplus_wsgi." + part.split("/", 1)[0].removesuffix(".py")
+    if filename.startswith("<frozen "):
+        return "stdlib " + filename[len("<frozen "):].rstrip(">").lstrip("_").split(".")[0]
     site = _SITE.search(filename)
     if site:
         return site.group(1)

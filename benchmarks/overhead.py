@@ -120,6 +120,11 @@ def run(ctx: Any) -> dict[str, Any]:
                                                         for _ in range(uncached_n)])
         clock = WALL if name == "redis" else CPU  # a round trip waits on redis-server: wall time
         times = interleaved(funcs, target=ctx.target, repeats=ctx.repeats, clock=clock)
+        # With Redis, wall time also counts every moment another process held the core, which
+        # inflates our own few microseconds on a busy machine; the part beyond the round trip
+        # is therefore also measured on the CPU clock (wrapped - bare - raw GET, all CPU time).
+        cpu_times = interleaved({k: funcs[k] for k in ("bare", "read", *apps)}, target=ctx.target,
+                                repeats=ctx.repeats, clock=CPU) if name == "redis" else times
         for plugin, mw in apps.items():
             if _call(mw, sessions[plugin]) != b"ok":
                 raise RuntimeError(f"{name}/{plugin}: the session stopped working during the run")
@@ -132,7 +137,8 @@ def run(ctx: Any) -> dict[str, Any]:
             # share whatever else the machine was doing at that moment.
             wrapped = median(times[plugin])
             added = paired(times[plugin], times["bare"])
-            own = median([w - b - r for w, b, r in zip(times[plugin], times["bare"], times["read"], strict=True)])
+            own = median([w - b - r for w, b, r in zip(cpu_times[plugin], cpu_times["bare"], cpu_times["read"],
+                                                       strict=True)])
             entry["variants"][plugin] = {
                 "wrapped_us": wrapped, "added_us": added, "own_us": own, "spread": spread(times[plugin]),
                 "budget_used": added / target, "wrapped_over_bare": wrapped / bare,
@@ -140,6 +146,8 @@ def run(ctx: Any) -> dict[str, Any]:
             }
         if "uncached" in times:
             entry["uncached"] = {"added_us": paired(times["uncached"], times["bare"]), "sessions": uncached_n}
+        if name == "redis":
+            entry["read_cpu_us"] = median(cpu_times["read"])
         result["stores"][name] = entry
         for mw in apps.values():
             mw.store.close()
@@ -152,6 +160,7 @@ def report(result: dict[str, Any], out: Callable[[str], None]) -> None:
         out(f"   observability plugins: {result['plugins_note']}")
     out(f"   {'store':7} {'plugins':9} {'added us':>9} {'target':>8} {'added/target':>13} "
         f"{'store read':>11} {'added-read':>11} {'wrapped/bare':>13}  verdict")
+    out("   (redis: wall clock, and 'added-read' on the CPU clock: what the middleware adds beyond the raw GET)")
     for name, entry in result["stores"].items():
         if "skipped" in entry:
             out(f"   {name:7} skipped: {entry['skipped']}")
@@ -163,7 +172,8 @@ def report(result: dict[str, Any], out: Callable[[str], None]) -> None:
         extra = f"; every request opening its session (cache missed, {entry['uncached']['sessions']} sessions): " \
                 f"{entry['uncached']['added_us']:.1f} us added" if "uncached" in entry else ""
         out(f"   {'':7} context ({entry['clock']} time): bare app {entry['bare_us']:.2f} us/request{extra}")
-    out("   target: memory <= 15 us, sqlite <= 40 us, redis <= one GET round trip (store read) + 15 us")
+    out("   target: memory <= 15 us, sqlite <= 40 us, redis <= one GET round trip (store read) + 15 us, "
+        "i.e. added-read <= 15 us")
 
 
 def summary(result: dict[str, Any]) -> list[str]:
