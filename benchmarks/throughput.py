@@ -177,6 +177,6 @@ def summary(result: dict[str, Any]) -> list[str]:
         e = info["apps"].get("sqlite")
         if e:
             cpu = f", CPU-bound ratio {e['cpu_ratio']:.2f}" if e.get("cpu_ratio") else ""
-            lines.append(f"throughput, {server} + sqlite: wrapped/bare {e['ratio']:.2f} (target >= {TARGET_RATIO:.2f}{cpu})"
+            lines.append(f"throughput, {server} + sqlite: wrapped/bare {e['ratio']:.3f} (target >= {TARGET_RATIO:.2f}{cpu})"
                          f" -> {'ok' if e['ok'] else 'missed'}")
     return lines
