@@ -58,8 +58,16 @@ def serve_wsgi(app: Any, port: int | None = None, threads: int = 8) -> Iterator[
                         channel.close()
                     except OSError:
                         pass
-            server.close()
-        server.trigger.pull_trigger(stop)
+            try:
+                server.close()
+            except OSError:
+                pass
+        try:
+            server.trigger.pull_trigger(stop)
+        except OSError:
+            # The trigger pipe is already closed (its fd was hung up under it): close from
+            # here; the loop then ends at its next poll timeout.
+            stop()
         thread.join(timeout=5)
         if thread.is_alive():  # the loop did not run the thunk: close from here
             stop()
