@@ -142,6 +142,21 @@ def interleaved(funcs: Mapping[str, Callable[[], object]], *, target: float, rep
     return out
 
 
+def typical(values: list[float], clock: Clock) -> float:
+    """The figure for a series of repeats: the median on the CPU clock; on the wall clock
+    the best repeat, since another process can only add time to a round trip."""
+    return min(values) if clock is WALL else median(values)
+
+
+def added(values: list[float], baseline: list[float], clock: Clock) -> float:
+    """What `values` costs beyond `baseline`: on the CPU clock the median of the
+    differences within each repeat (the turns of one repeat share the machine's state),
+    on the wall clock the difference of the best repeats."""
+    if clock is WALL:
+        return min(values) - min(baseline)
+    return median([v - b for v, b in zip(values, baseline, strict=True)])
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 

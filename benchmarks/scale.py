@@ -22,12 +22,13 @@ from typing import Any
 from benchmarks.common import (
     CPU,
     WALL,
+    added,
     inner_app,
     interleaved,
-    median,
     middleware_settings,
     requester,
     sealed_entries,
+    typical,
 )
 from fcplus_wsgi import FCPlusMiddleware
 
@@ -145,7 +146,8 @@ def run(ctx: Any) -> dict[str, Any]:
                 if not funcs:
                     funcs["bare"] = requester(inner_app, sample)
                 funcs[str(n)] = requester(mw, sample)
-            times = interleaved(funcs, target=ctx.target, repeats=ctx.repeats, clock=WALL if name == "redis" else CPU)
+            clock = WALL if name == "redis" else CPU
+            times = interleaved(funcs, target=ctx.target, repeats=ctx.repeats, clock=clock)
         finally:
             for mw in apps:
                 mw.store.close()
@@ -153,8 +155,8 @@ def run(ctx: Any) -> dict[str, Any]:
                 cleanup()
         rows: dict[str, Any] = {}
         for n in ctx.sizes:
-            added = median([w - b for w, b in zip(times[str(n)], times["bare"], strict=True)])
-            rows[str(n)] = {"added_us": added, "wrapped_us": median(times[str(n)]), **facts[str(n)]}
+            rows[str(n)] = {"added_us": added(times[str(n)], times["bare"], clock),
+                            "wrapped_us": typical(times[str(n)], clock), **facts[str(n)]}
         base = rows[str(ctx.sizes[0])]["added_us"]
         for row in rows.values():
             row["ratio"] = row["added_us"] / base
