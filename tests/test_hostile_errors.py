@@ -212,6 +212,7 @@ def test_token_endpoint_transport_failures(stack: EvilStack, failure: str) -> No
     handler, code = FAILURES[failure]
     stack.provider.token_handler = handler
     refused_login(stack, code)
+    assert stack.provider.hits["/token"] == 1  # a POST that redeems a code is never retried
 
 
 @pytest.mark.parametrize("failure", ["timeout", "http_500", "http_503", "oversized_declared", "oversized_chunked"])
