@@ -241,3 +241,16 @@ use = egg:fcplus_wsgi#demo
     page = client.get("/private/", headers={"Accept": "text/html"}, status="*")
     assert page.status_int in (502, 503, 504)
     assert "Traceback" not in page.text
+
+
+def test_paste_configuration_error_is_one_sentence_not_a_traceback(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    ini = tmp_path / "bad.ini"
+    ini.write_text("[pipeline:main]\npipeline = fcplus demo\n\n[filter:fcplus]\nuse = egg:fcplus_wsgi#fcplus\n"
+                   "provider = fcplus-prod\nclient_id = x\n\n[app:demo]\nuse = egg:fcplus_wsgi#demo\n")
+    code = f"from paste.deploy import loadapp; loadapp('config:{ini}')"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith("fcplus-wsgi: configuration error: provider = 'fcplus-prod'")
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
