@@ -29,6 +29,14 @@ TARGET_RATIO = 0.90
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
 
 
+def met(e: dict[str, Any]) -> bool:
+    """The target holds on req/s and, where measured, on CPU per request too: on a shared
+    machine the req/s ratio of two 5 s runs swings by tens of percent (above 1 at times),
+    while the CPU each request costs the server barely moves from run to run."""
+    ratios = [e["ratio"]] + ([e["cpu_ratio"]] if e.get("cpu_ratio") else [])
+    return min(ratios) >= TARGET_RATIO
+
+
 def wrk_available() -> bool:
     return shutil.which("wrk") is not None
 
@@ -135,8 +143,8 @@ def run(ctx: Any) -> dict[str, Any]:
                 "p50_ms": median([r["p50_ms"] for r in rounds if r["p50_ms"] is not None]),
                 "p99_ms": median([r["p99_ms"] for r in rounds if r["p99_ms"] is not None]),
                 "non_2xx": sum(r["non_2xx"] for r in rounds), "socket_errors": sum(r["socket_errors"] for r in rounds),
-                "ok": name not in ctx.throughput_stores or rps / bare_rps >= TARGET_RATIO,
             }
+            entry[name]["ok"] = name not in ctx.throughput_stores or met(entry[name])
         result["servers"][server] = {"workers": 1 if server == "waitress" else ctx.gunicorn_workers,
                                      "threads": 4 if server == "waitress" else 1, "apps": entry}
     return result
@@ -154,7 +162,7 @@ def report(result: dict[str, Any], out: Callable[[str], None]) -> None:
     for server, info in result["servers"].items():
         label = f"{server} ({info['workers']}w x {info['threads']}t)"
         for name, e in info["apps"].items():
-            verdict = "" if name == "bare" or name.startswith("read:") else ("ok" if e["ok"] else "UNDER")
+            verdict = "" if name == "bare" or name.startswith("read:") else ("ok" if met(e) else "UNDER")
             errors = f"  ({e['non_2xx']} non-2xx, {e['socket_errors']} socket errors)" \
                 if e["non_2xx"] or e["socket_errors"] else ""
             cpu_ratio = f"{e['cpu_ratio']:17.3f}" if e.get("cpu_ratio") else f"{'n/a':>17}"
@@ -163,8 +171,8 @@ def report(result: dict[str, Any], out: Callable[[str], None]) -> None:
     for server in result["skipped_servers"]:
         out(f"   {server}: not installed, skipped")
     out("   read:STORE = the bare app plus one raw read of the session entry per request (plain sqlite3 / redis-py)")
-    out(f"   target: wrapped/bare >= {TARGET_RATIO:.2f} with sqlite. 'CPU us/req': CPU of the server process(es) per "
-        "request (/proc), the")
+    out(f"   target: wrapped/bare >= {TARGET_RATIO:.2f} with sqlite, in req/s and in CPU per request. 'CPU us/req': "
+        "CPU of the server process(es) per request (/proc), the")
     out("   work behind each request whatever else the cores run; 'bare/wrapped CPU' is the throughput ratio a "
         "CPU-bound server would show")
 
@@ -178,5 +186,5 @@ def summary(result: dict[str, Any]) -> list[str]:
         if e:
             cpu = f", CPU-bound ratio {e['cpu_ratio']:.2f}" if e.get("cpu_ratio") else ""
             lines.append(f"throughput, {server} + sqlite: wrapped/bare {e['ratio']:.3f} (target >= {TARGET_RATIO:.2f}{cpu})"
-                         f" -> {'ok' if e['ok'] else 'missed'}")
+                         f" -> {'ok' if met(e) else 'missed'}")
     return lines
