@@ -84,3 +84,9 @@ def test_check_reports_configuration_errors_in_one_sentence(tmp_path: Path) -> N
 
 def test_error_catalogue_doc_is_in_sync() -> None:
     assert catalogue_markdown() in (ROOT / "docs" / "errors.md").read_text(encoding="utf-8")
+
+
+def test_every_setting_is_documented() -> None:
+    from fcplus_wsgi.settings import KNOWN_KEYS
+    doc = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    assert sorted(k for k in KNOWN_KEYS if f"`{k}`" not in doc) == []
