@@ -9,6 +9,7 @@ says which kind, so users see "provider unavailable" and operators see why.
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 import time
@@ -70,6 +71,14 @@ class ProviderClient:
         self._clock = clock
         self._http = session or requests.Session()
         self._http.headers["User-Agent"] = "fcplus-wsgi"
+        if session is None:
+            # requests re-reads proxy and CA variables from the environment on every call
+            # (about 100 us of CPU each); read them once here instead, for the issuer's host.
+            self._http.trust_env = False
+            self._http.proxies = requests.utils.get_environ_proxies(issuer)
+            if ca_bundle is None:
+                env_ca = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+                self.verify = env_ca or True
         self._lock = threading.Lock()
         self._jwks_lock = threading.Lock()
         self._metadata: Metadata | None = None
