@@ -8,7 +8,7 @@ Defaults mirror FC+: tokens encrypted with RSA-OAEP + A256GCM, 30 s codes, 60 s 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,6 +19,7 @@ from fcplus_wsgi.keys import generate_ec_signing_key
 
 from .errors import ConfigError
 from .identities import BUILTIN_IDENTITIES, Identity
+from .jsonfiles import record_from_dict, records_from_json
 
 # What FC+ supports for id_token and userinfo encryption (reference §1.1); RSA-OAEP-256
 # is accepted too because the service's key code supports it for other providers.
@@ -94,30 +95,17 @@ class ClientConfig:
                                   f"with {alg} (or set {prefix}_encrypted_response_alg to null)")
 
 
-_CLIENT_FIELDS = tuple(f.name for f in fields(ClientConfig))
+_CLIENT_REQUIRED = ("client_id", "client_secret", "redirect_uris")
 
 
 def client_from_dict(data: Any, source: str) -> ClientConfig:
     """Build a ClientConfig from a JSON object with the dataclass's field names."""
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{source} is not a JSON object")
-    unknown = sorted(set(data) - set(_CLIENT_FIELDS))
-    if unknown:
-        raise ConfigError(f"{source} has unknown field {unknown[0]!r} (allowed: {', '.join(_CLIENT_FIELDS)})")
-    for name in ("client_id", "client_secret", "redirect_uris"):
-        if name not in data:
-            raise ConfigError(f"{source} lacks the required field {name!r}")
-    try:
-        return ClientConfig(**dict(data))
-    except ConfigError as exc:
-        raise ConfigError(f"{source}: {exc}") from None
+    return record_from_dict(ClientConfig, data, source, _CLIENT_REQUIRED)
 
 
 def clients_from_json(data: Any, source: str = "clients") -> list[ClientConfig]:
     """Parse a JSON list of client objects (the --clients file format)."""
-    if not isinstance(data, list) or not data:
-        raise ConfigError(f"{source} must be a non-empty JSON list of client objects")
-    return [client_from_dict(item, f"{source} item #{index}") for index, item in enumerate(data)]
+    return records_from_json(ClientConfig, data, source, "client", _CLIENT_REQUIRED)
 
 
 def _signing_keys(data: Any) -> list[jwk.JWK]:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import datetime
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
 from .errors import ConfigError
+from .jsonfiles import record_from_dict, records_from_json
 
 # FC+ scopes and the claims each one releases (reference §2.1). Every pivot claim also has
 # a scope of its own name. `openid` releases only `sub`, which is always present.
@@ -127,31 +127,17 @@ def _identity_problem(ident: Identity) -> str | None:
     return None
 
 
-_FIELD_NAMES = tuple(f.name for f in fields(Identity))
-_REQUIRED = tuple(name for name in _FIELD_NAMES if name != "preferred_username")
+_REQUIRED = tuple(f.name for f in fields(Identity) if f.name != "preferred_username")
 
 
 def identity_from_dict(data: Any, source: str) -> Identity:
     """Build an Identity from a JSON object, naming the bad field on failure."""
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{source} is not a JSON object")
-    unknown = sorted(set(data) - set(_FIELD_NAMES))
-    if unknown:
-        raise ConfigError(f"{source} has unknown field {unknown[0]!r} (allowed: {', '.join(_FIELD_NAMES)})")
-    missing = [name for name in _REQUIRED if name not in data]
-    if missing:
-        raise ConfigError(f"{source} lacks the required field {missing[0]!r}")
-    try:
-        return Identity(**dict(data))
-    except ConfigError as exc:
-        raise ConfigError(f"{source}: {exc}") from None
+    return record_from_dict(Identity, data, source, _REQUIRED)
 
 
 def identities_from_json(data: Any, source: str = "identities") -> list[Identity]:
     """Parse a JSON list of identity objects (the --identities file format)."""
-    if not isinstance(data, list) or not data:
-        raise ConfigError(f"{source} must be a non-empty JSON list of identity objects")
-    return [identity_from_dict(item, f"{source} item #{index}") for index, item in enumerate(data)]
+    return records_from_json(Identity, data, source, "identity", _REQUIRED)
 
 
 BUILTIN_IDENTITIES: tuple[Identity, ...] = (
