@@ -6,6 +6,7 @@ the service's published jwks_uri, eidas2/eidas3, client_secret_post), over loopb
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -110,8 +111,14 @@ def test_cancel_at_provider_shows_friendly_page(stack: dict[str, Any]) -> None:
 def test_logout_ends_local_and_provider_session(stack: dict[str, Any]) -> None:
     base = stack["base"]
     browser = sign_in(base)
+    revoked_before = stack["provider"].log().count(f"REVOKED AccessToken {CLIENT_ID}")
     out = browser.get(base + "/oidc/logout", allow_redirects=False)
     assert out.status_code == 303
+    # Observed at the provider: the access token was revoked (RFC 7009) before the redirect.
+    deadline = time.monotonic() + 5
+    while stack["provider"].log().count(f"REVOKED AccessToken {CLIENT_ID}") == revoked_before:
+        assert time.monotonic() < deadline, stack["provider"].log()[-2000:]
+        time.sleep(0.05)
     assert out.headers["Location"].startswith(stack["provider"].issuer + "/session/end")
     back = logout_through_provider(browser, out.headers["Location"])
     landed = browser.get(back.headers["Location"], allow_redirects=False)

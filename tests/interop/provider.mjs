@@ -216,6 +216,11 @@ for (const event of ['server_error', 'authorization.error', 'grant.error', 'user
   provider.on(event, (ctx, err) => console.error(event, err));
 }
 
+// Revocations go to stdout (kind and client only, never the token), so tests can observe
+// at the provider that the service's logout revoked its access token.
+// (oidc-provider 9 emits `access_token.destroyed` when revocation destroys an access token.)
+provider.on('access_token.destroyed', (token) => console.log(`REVOKED ${token.kind} ${token.clientId}`));
+
 async function readForm(req) {
   const chunks = [];
   for await (const chunk of req) chunks.push(chunk);
