@@ -15,7 +15,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from webob import Request, Response
 
@@ -119,6 +119,39 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
+def wsgi_path(configured: str) -> str:
+    """A configured path in the form PEP 3333 servers give PATH_INFO: percent-decoded UTF-8
+    bytes read as latin-1. Without this, `protected_paths = /démarches` would never match
+    a request for /d%C3%A9marches, and that page would pass through unprotected."""
+    return unquote(configured).encode("utf-8").decode("latin-1")
+
+
+def url_path(environ_path: str) -> str:
+    """An environ path back to a percent-encoded URL path (the inverse of the above)."""
+    try:
+        raw = environ_path.encode("latin-1")
+    except UnicodeEncodeError:  # a server that did not follow PEP 3333
+        raw = environ_path.encode("utf-8")
+    return quote(raw, safe="/:@!$&'()*+,;=-._~")
+
+
+def dot_free(path: str) -> str:
+    """The path with '.', '..' and empty segments resolved (RFC 3986 5.2.4).
+
+    Servers hand PATH_INFO over as sent; some applications (Pyramid traversal, static file
+    servers) resolve dot segments, so /public/../private must not be judged public."""
+    segments: list[str] = []
+    for segment in path.split("/"):
+        if segment in ("", "."):
+            continue
+        if segment == "..":
+            if segments:
+                segments.pop()
+            continue
+        segments.append(segment)
+    return "/" + "/".join(segments) + ("/" if path.endswith("/") and segments else "")
+
+
 def _under(path: str, prefixes: tuple[str, ...]) -> bool:
     for prefix in prefixes:
         if prefix == "/" or path == prefix or path.startswith(prefix + "/"):
@@ -172,16 +205,21 @@ class FCPlusMiddleware:
             except PageTemplateError as exc:
                 raise ConfigError(f"templates_dir {s.templates_dir}: {exc}") from None
         self.pages = pages
-        self._routes: dict[str, Callable[[dict[str, Any]], Response]] = {
+        routes: dict[str, Callable[[dict[str, Any]], Response]] = {
             s.login_path: self._login,
             s.callback_path: self._callback,
             s.logout_path: self._logout,
             s.jwks_path: self._jwks,
         }
         if s.logout_callback_path:
-            self._routes[s.logout_callback_path] = self._logout_callback
+            routes[s.logout_callback_path] = self._logout_callback
         if s.metrics_path and self.observability is not None:
-            self._routes[s.metrics_path] = self.observability.metrics_endpoint
+            routes[s.metrics_path] = self.observability.metrics_endpoint
+        # Paths compared with the environ are kept in the environ's own form (see wsgi_path).
+        self._routes = {wsgi_path(path): handler for path, handler in routes.items()}
+        self._public = tuple(wsgi_path(p) for p in s.public_paths)
+        self._protected = tuple(wsgi_path(p) for p in s.protected_paths)
+        self._step_up = tuple((wsgi_path(p), acr) for p, acr in s.step_up)
 
     def _observe_provider_call(self, endpoint: str, seconds: float, outcome: str, reason: str | None = None) -> None:
         extra = {"endpoint": endpoint, "reason": reason} if reason else {"endpoint": endpoint}
@@ -199,8 +237,12 @@ class FCPlusMiddleware:
 
         s = self.settings
         path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
-        need = self.step_up_level(path)
-        if _under(path, s.public_paths) or (need is None and not _under(path, s.protected_paths)):
+        # Judge the path as sent and, when it has dot or empty segments, as an application
+        # resolving them would see it too; the stricter answer wins.
+        paths = (path, dot_free(path)) if "/." in path or "//" in path else (path,)
+        need = self._strongest(self.step_up_level(p) for p in paths)
+        public = all(_under(p, self._public) for p in paths)
+        if public or (need is None and not any(_under(p, self._protected) for p in paths)):
             self._attach_optional(environ)
             return self.app(environ, start_response)
 
@@ -241,9 +283,13 @@ class FCPlusMiddleware:
             return self._error_page(environ, FlowError("internal_error"), cid, retry=self.settings.login_path)
 
     def step_up_level(self, path: str) -> str | None:
-        """The strongest eIDAS level the `step_up` setting demands for this path, if any."""
-        levels = [acr for prefix, acr in self.settings.step_up if _under(path, (prefix,))]
-        return max(levels, key=EIDAS_ORDER.index) if levels else None
+        """The strongest eIDAS level the `step_up` setting demands for this environ path, if any."""
+        return self._strongest(acr for prefix, acr in self._step_up if _under(path, (prefix,)))
+
+    @staticmethod
+    def _strongest(levels: Iterable[str | None]) -> str | None:
+        found = [level for level in levels if level is not None]
+        return max(found, key=EIDAS_ORDER.index) if found else None
 
     def challenge(self, environ: dict[str, Any], acr: str | None = None, *, step_up: bool = False) -> Response:
         """Send the browser to the provider (or a script a 401) to sign in, at `acr` when given;
@@ -327,7 +373,7 @@ class FCPlusMiddleware:
         return response
 
     def _unauthenticated(self, environ: dict[str, Any], acr: str | None = None, step_up: bool = False) -> Response:
-        path_qs = quote(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""), safe="/:@!$&'()*+,;=-._~%")
+        path_qs = url_path(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""))
         if environ.get("QUERY_STRING"):
             path_qs += "?" + environ["QUERY_STRING"]
         return_to = safe_return_to(path_qs) or "/"

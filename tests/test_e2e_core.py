@@ -254,3 +254,36 @@ def test_paste_configuration_error_is_one_sentence_not_a_traceback(tmp_path: Pat
     assert result.returncode == 1
     assert result.stderr.strip().startswith("fcplus-wsgi: configuration error: provider = 'fcplus-prod'")
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_accented_path_comes_back_intact(stack: DevStack) -> None:
+    browser = stack.browser()
+    first = browser.get("/private/d%C3%A9marches?x=%C3%A9")
+    back = browser.decide(first.headers["Location"])
+    done = browser.get(back.headers["Location"])
+    assert done.headers["Location"] == "/private/d%C3%A9marches?x=%C3%A9"
+    seen = browser.get(done.headers["Location"]).json()
+    assert seen["path"].encode("latin-1").decode("utf-8") == "/private/démarches"  # PEP 3333 form
+
+
+def test_accented_protected_prefix_is_enforced(tmp_path: Path) -> None:
+    with dev_stack(tmp_path, settings={"protected_paths": "/démarches /d%C3%A9penses"}) as s:
+        browser = Browser(s)
+        assert browser.get("/d%C3%A9marches/formulaire").status_code == 302
+        assert browser.get("/d%C3%A9penses").status_code == 302
+        assert browser.get("/accueil").status_code == 200
+        assert s.calls and all(c["path"] == "/accueil" for c in s.calls)
+
+
+@pytest.mark.parametrize("path", ["/public/../private/x", "/public/./../private/x", "/public//../private/x",
+                                  "//private/x", "/./private/x", "/public/%2e%2e/private/x"])
+def test_dot_segments_cannot_turn_a_protected_path_public(tmp_path: Path, path: str) -> None:
+    import http.client
+    with dev_stack(tmp_path, settings={"protected_paths": "/private", "public_paths": "/public"}) as s:
+        host, port = s.base.removeprefix("http://").split(":")
+        connection = http.client.HTTPConnection(host, int(port), timeout=10)  # sends the path verbatim
+        connection.request("GET", path, headers={"Accept": "text/html"})
+        response = connection.getresponse()
+        assert response.status == 302, path
+        assert s.calls == []
+        connection.close()
