@@ -240,7 +240,7 @@ class FCPlusMiddleware:
         # Judge the path as sent and, when it has dot or empty segments, as an application
         # resolving them would see it too; the stricter answer wins.
         paths = (path, dot_free(path)) if "/." in path or "//" in path else (path,)
-        need = self._strongest(self.step_up_level(p) for p in paths)
+        need = self._strongest(self.step_up_level(p) for p in paths) if self._step_up else None
         public = all(_under(p, self._public) for p in paths)
         if public or (need is None and not any(_under(p, self._protected) for p in paths)):
             self._attach_optional(environ)
