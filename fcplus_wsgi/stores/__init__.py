@@ -12,6 +12,18 @@ from .sqlite import SQLiteStore
 __all__ = ["MemoryStore", "SQLiteStore", "Store", "StoreError", "open_store"]
 
 
+def _sqlite_read_cache(query: str) -> bool:
+    """The one SQLite URL option, read strictly: anything else is refused at start-up rather
+    than ignored (a path holding "?" used to name a file; now it fails loudly instead)."""
+    if not query:
+        return True
+    name, eq, value = query.partition("=")
+    if name != "read_cache" or not eq or value not in ("on", "off"):
+        raise StoreError("the SQLite URL accepts one option, read_cache=on or read_cache=off "
+                         "(see docs/session-stores.md)")
+    return value == "on"
+
+
 def open_store(url: str, clock: Callable[[], float] = time.time) -> Store:
     """Open the backend a session_store URL names.
 
@@ -22,7 +34,8 @@ def open_store(url: str, clock: Callable[[], float] = time.time) -> Store:
         return MemoryStore(clock=clock)
     if url.startswith("sqlite:///"):
         # SQLAlchemy's convention: sqlite:///relative.db and sqlite:////absolute/path.db
-        return SQLiteStore(url[len("sqlite:///"):], clock=clock)
+        path, _, query = url[len("sqlite:///"):].partition("?")
+        return SQLiteStore(path, clock=clock, read_cache=_sqlite_read_cache(query))
     if url.partition("://")[0].lower() in ("redis", "rediss", "redis+sentinel", "rediss+sentinel",
                                             "redis+cluster", "rediss+cluster"):
         from .redis import RedisStore  # imported on demand: other backends never load redis-py
