@@ -10,7 +10,7 @@ signing keys, so it stays free of any OpenID Connect flow logic.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -84,23 +84,35 @@ class ServiceKeys:
 
     keys: tuple[jwk.JWK, ...]
     public: dict[str, Any]
+    # The private halves as `cryptography` objects, made once: fcplus_wsgi.jose opens
+    # tokens with these, so no login pays for rebuilding a key from its JWK members.
+    _private: tuple[Any, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        private = []
+        for key in self.keys:
+            try:
+                private.append(key.get_op_key("unwrapKey") if key.get("use", "enc") == "enc" else None)
+            except Exception:  # noqa: BLE001 - a key jwcrypto will not use for decryption is never a candidate
+                private.append(None)
+        object.__setattr__(self, "_private", tuple(private))
 
     @property
     def public_json(self) -> bytes:
         return json.dumps(self.public, separators=(",", ":")).encode()
 
-    def decryption_keys(self, kid: str | None, alg: str | None) -> list[jwk.JWK]:
-        """Private keys that may decrypt a JWE with this header kid and alg."""
+    def decryption_keys(self, kid: str | None, alg: str | None) -> list[Any]:
+        """Private keys (`cryptography` objects) that may decrypt a JWE with this header kid and alg."""
         kty = "RSA" if alg in RSA_ENC_ALGS else "EC" if alg in EC_ENC_ALGS else None
         if kty is None:
             return []
         found = []
-        for key in self.keys:
-            if key.get("use", "enc") != "enc" or key.get("kty") != kty:
+        for key, private in zip(self.keys, self._private, strict=True):
+            if private is None or key.get("kty") != kty:
                 continue
             if kid is not None and key.get("kid") != kid:
                 continue
-            found.append(key)
+            found.append(private)
         return found
 
     def has_encryption_key(self, alg: str) -> bool:

@@ -10,33 +10,23 @@ whatever a library would default to.
 from __future__ import annotations
 
 import base64
-import copy
 import hashlib
 import hmac
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import lru_cache
+from types import MappingProxyType
 from typing import Any
 
 from jwcrypto import jwk
-from jwcrypto.common import JWException
-from jwcrypto.jwe import JWE
-from jwcrypto.jws import JWS
 
 from .errors import FlowError
+from .jose import JoseError, b64decode, decrypt_compact, verify_compact
 from .keys import ServiceKeys
 from .providers import Policy, acr_satisfies
 
 MAX_TOKEN_CHARS = 64 * 1024
-
-# jwcrypto deep-copies its header registry into every JWE and JWS object it builds, about
-# 45 us each: a fifth of a login's CPU beyond the cryptography itself (docs/benchmarks.md).
-# Objects here are shallow copies of one pristine instance instead. jwcrypto rebinds every
-# per-token attribute (objects, plaintext, cek, decryptlog, verifylog) in deserialize,
-# decrypt and verify, and only reads the registry, so copies share nothing they write;
-# tests/unit/test_tokens_pristine.py checks that the pristine instances stay untouched.
-_PRISTINE_JWE = JWE()
-_PRISTINE_JWS = JWS()
 
 _ALG_KTY = {
     "ES256": ("EC", "P-256"), "ES384": ("EC", "P-384"), "ES512": ("EC", "P-521"),
@@ -59,6 +49,17 @@ class ProviderKeys:
     """The provider's JWKS, parsed once per fetch so verification does not re-parse keys."""
 
     keys: tuple[jwk.JWK, ...]
+    # The same keys as `cryptography` objects, made once per fetch (fcplus_wsgi.jose verifies with them).
+    public: tuple[Any, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        public = []
+        for key in self.keys:
+            try:
+                public.append(key.get_op_key("verify"))
+            except Exception:  # noqa: BLE001 - a key jwcrypto will not verify with is never selected
+                public.append(None)
+        object.__setattr__(self, "public", tuple(public))
 
     @classmethod
     def from_jwks(cls, data: Any) -> ProviderKeys:
@@ -84,11 +85,17 @@ class ProviderKeys:
 
 
 def _b64json(segment: str) -> dict[str, Any]:
-    padded = segment + "=" * (-len(segment) % 4)
-    data = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+    data = strict_json(b64decode(segment))
     if not isinstance(data, dict):
         raise ValueError("header is not an object")
     return data
+
+
+@lru_cache(maxsize=64)
+def _jws_header(segment: str) -> Mapping[str, Any]:
+    """A provider signs every token with the same few headers: parse each once. (JWE headers
+    are not cached: each carries a fresh ephemeral key.) Read-only, as it is shared."""
+    return MappingProxyType(_b64json(segment))
 
 
 def compact_parts(token: Any, prefix: str) -> list[str]:
@@ -123,28 +130,26 @@ def decrypt(token: str, keys: ServiceKeys, policy: Policy, prefix: str) -> str:
     if not candidates:
         raise FlowError(code_fail, detail="no service key matches the JWE kid/alg")
     for key in candidates:
-        jwe = copy.copy(_PRISTINE_JWE)
-        jwe.allowed_algs = [alg, enc]
         try:
-            jwe.deserialize(token, key=key)
-        except (JWException, ValueError, TypeError):
+            payload = decrypt_compact(parts, header, key)
+        except JoseError:
             continue
-        payload = jwe.payload
         try:
             return payload.decode("ascii").strip()
-        except (UnicodeDecodeError, AttributeError):
+        except UnicodeDecodeError:
             raise FlowError(f"{prefix}_malformed", detail="JWE payload is not a compact JWS") from None
     raise FlowError(code_fail, detail="JWE decryption failed with every candidate key")
 
 
-def _select_key(header: Mapping[str, Any], provider: ProviderKeys, alg: str, prefix: str) -> jwk.JWK:
+def _select_key(header: Mapping[str, Any], provider: ProviderKeys, alg: str, prefix: str) -> Any:
+    """The provider key (a `cryptography` public key) the JWS header designates for `alg`."""
     kty, crv = _ALG_KTY[alg]
     kid = header.get("kid")
     if kid is not None and not isinstance(kid, str):
         raise FlowError(f"{prefix}_malformed" if prefix != "id_token" else "id_token_malformed", detail="kid is not a string")
     candidates = [
-        k for k in provider.keys
-        if k.get("kty") == kty and (crv is None or k.get("crv") == crv)
+        public for k, public in zip(provider.keys, provider.public, strict=True)
+        if public is not None and k.get("kty") == kty and (crv is None or k.get("crv") == crv)
         and k.get("use") in (None, "sig") and k.get("alg") in (None, alg)
         and (kid is None or k.get("kid") == kid)
     ]
@@ -161,9 +166,12 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"non-standard JSON constant {name}")
 
 
+_STRICT_JSON = json.JSONDecoder(parse_constant=_refuse_constant)
+
+
 def strict_json(data: str | bytes) -> Any:
-    """Parse provider JSON as RFC 8259 says it is: no NaN, no Infinity."""
-    return json.loads(data, parse_constant=_refuse_constant)
+    """Parse provider JSON as RFC 8259 says it is: no NaN, no Infinity (UTF-8, as RFC 8259 8.1 requires)."""
+    return _STRICT_JSON.decode(data.decode("utf-8") if isinstance(data, bytes) else data)
 
 
 def verify_signature(compact: str, provider: ProviderKeys, algs: Sequence[str], prefix: str,
@@ -173,7 +181,7 @@ def verify_signature(compact: str, provider: ProviderKeys, algs: Sequence[str], 
     if len(parts) != 3:
         raise FlowError(f"{prefix}_malformed", detail="expected a JWS inside")
     try:
-        header = _b64json(parts[0])
+        header = _jws_header(parts[0])
     except ValueError:
         raise FlowError(f"{prefix}_malformed", detail="JWS header is not JSON") from None
     alg = header.get("alg")
@@ -183,21 +191,19 @@ def verify_signature(compact: str, provider: ProviderKeys, algs: Sequence[str], 
         raise FlowError(code_alg, detail=f"alg {str(alg)[:20]} not allowed")
     if "crit" in header or header.get("b64") is False or "jku" in header or "x5u" in header or "jwk" in header:
         raise FlowError(code_alg, detail="unsupported JWS header member")
+    key: Any
     if alg.startswith("HS"):
         if not client_secret:
             raise FlowError(code_alg, detail="HS alg without a client secret")
-        key = jwk.JWK(kty="oct", k=base64.urlsafe_b64encode(client_secret.encode()).rstrip(b"=").decode())
+        key = client_secret.encode()
     else:
         key = _select_key(header, provider, alg, prefix)
-    jws = copy.copy(_PRISTINE_JWS)
-    jws.allowed_algs = [alg]
     try:
-        jws.deserialize(compact)
-        jws.verify(key, alg=alg)
-    except (JWException, ValueError, TypeError):
+        raw = verify_compact(parts, alg, key)
+    except JoseError:
         raise FlowError(code_bad, detail="signature does not verify") from None
     try:
-        payload = strict_json(jws.payload)
+        payload = strict_json(raw)
     except (ValueError, UnicodeDecodeError):
         raise FlowError("id_token_claims_invalid" if prefix == "id_token" else "userinfo_malformed",
                         detail="payload is not JSON") from None

@@ -153,10 +153,12 @@ const provider = new Provider(config.issuer, {
     idTokenSigningAlgValues: ['ES256'],
     userinfoSigningAlgValues: ['ES256'],
     clientAuthSigningAlgValues: ['ES256'],
-    idTokenEncryptionAlgValues: ['RSA-OAEP', 'ECDH-ES'],
-    idTokenEncryptionEncValues: ['A256GCM'],
-    userinfoEncryptionAlgValues: ['RSA-OAEP', 'ECDH-ES'],
-    userinfoEncryptionEncValues: ['A256GCM'],
+    // FC+ uses the first alg and enc of each list; the others let tests/test_interop_node_jose.py
+    // check every JWE algorithm fcplus_wsgi implements against this independent one.
+    idTokenEncryptionAlgValues: ['RSA-OAEP', 'ECDH-ES', 'RSA-OAEP-256'],
+    idTokenEncryptionEncValues: ['A256GCM', 'A128GCM', 'A128CBC-HS256', 'A256CBC-HS512'],
+    userinfoEncryptionAlgValues: ['RSA-OAEP', 'ECDH-ES', 'RSA-OAEP-256'],
+    userinfoEncryptionEncValues: ['A256GCM', 'A128GCM', 'A128CBC-HS256', 'A256CBC-HS512'],
   },
   features: {
     devInteractions: { enabled: false },
