@@ -58,7 +58,7 @@ def _fill(entries: Iterator[tuple[str, str, bytes]], n: int, keep: set[int],
 
 def _sqlite(ctx: Any, n: int, keep: set[int]) -> tuple[str, list[str], dict[str, float], Callable[[], None]]:
     path = ctx.workdir / f"scale-{n}.sqlite3"
-    for suffix in ("", "-wal", "-shm"):
+    for suffix in ("", "-wal", "-shm", "-fcplus-slots"):
         if os.path.exists(str(path) + suffix):
             os.remove(str(path) + suffix)
     url = "sqlite:///" + str(path)
@@ -82,7 +82,7 @@ def _sqlite(ctx: Any, n: int, keep: set[int]) -> tuple[str, list[str], dict[str,
     conn.close()
 
     def cleanup() -> None:
-        for suffix in ("", "-wal", "-shm"):
+        for suffix in ("", "-wal", "-shm", "-fcplus-slots"):
             if os.path.exists(str(path) + suffix):
                 os.remove(str(path) + suffix)
 
