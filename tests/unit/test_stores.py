@@ -145,6 +145,27 @@ def test_memory_store_purges_expired_entries() -> None:
 
 # -- SQLite only -----------------------------------------------------------------------------------
 
+def test_memory_store_purge_keeps_replaced_keys_and_stays_bounded() -> None:
+    """Purging walks an expiry heap: a key written again with a later expiry must survive
+    its first entry's turn, and replaced or deleted keys must not pile up in the heap."""
+    clock = Clock()
+    store = MemoryStore(clock=clock, purge_every=10)
+    store.put("kept", b"old", 5)
+    store.put("kept", b"new", 500)  # replaces: its first heap entry expires at 5
+    store.put("gone", b"x", 5)
+    store.delete("gone")
+    for index in range(6):
+        store.put(f"short{index}", b"x", 5)
+    clock.now += 10
+    store.put("trigger", b"x", 500)  # tenth write purges
+    assert len(store) == 2 and store.get("kept") == b"new"
+    for index in range(5000):  # the same keys rewritten: stale heap entries are rebuilt away
+        store.put(f"k{index % 50}", b"x", 500)
+    assert len(store._expiries) <= 2 * len(store) + 10
+    with pytest.raises(ValueError):
+        store.put("nan", b"x", float("nan"))
+
+
 def test_sqlite_survives_reopening(tmp_path: Path) -> None:
     path = str(tmp_path / "durable.sqlite3")
     clock = Clock()
