@@ -381,3 +381,12 @@ def test_a_changed_character_never_verifies_other_content(alg: str, segment: int
     # Only a change in the unused low bits of a segment's last character can still verify.
     assert payload == b'{"sub":"marie"}'
     assert b64decode(parts[0]) == b64decode(token.split(".")[0])
+
+
+@pytest.mark.parametrize("alg,size", [("ES256", 32), ("ES384", 48), ("ES512", 66)])
+def test_ecdsa_zero_or_out_of_range_signatures_are_refused(alg: str, size: int) -> None:
+    """r = s = 0 ("psychic signatures") and r, s at or above the group order never verify."""
+    head, payload, _ = jws(alg).split(".")
+    for raw in (b"\0" * (2 * size), b"\xff" * (2 * size), b"\0" * size + b"\1" + b"\0" * (size - 1)):
+        with pytest.raises(JoseError, match="does not verify"):
+            ours_verify(f"{head}.{payload}.{b64(raw)}", alg)
