@@ -99,8 +99,10 @@ format = %(message)s
 GUNICORN_CONF = "from fcplus_wsgi.observability import gunicorn_child_exit as child_exit  # noqa: F401\n"
 
 
-@pytest.fixture
-def gunicorn_stack(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+@pytest.fixture(params=[False, True], ids=["load-in-workers", "preload"])
+def gunicorn_stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """`--preload` builds the app, and opens the SQLite store, in the master before it forks
+    the workers: each must then open its own SQLite connection."""
     keys = tmp_path / "keys.json"
     keys.write_text(json.dumps(generate_private_jwks()))
     prom_dir = tmp_path / "prom"
@@ -121,7 +123,7 @@ def gunicorn_stack(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         log = (tmp_path / "gunicorn.log").open("wb")
         process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "--paste", str(ini), "-c", str(conf), "--workers", "2",
-             "--bind", f"127.0.0.1:{port}", "--graceful-timeout", "5"],
+             "--bind", f"127.0.0.1:{port}", "--graceful-timeout", "5", *(["--preload"] if request.param else [])],
             cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             deadline = time.monotonic() + 30

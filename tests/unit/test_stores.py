@@ -7,6 +7,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -295,3 +296,38 @@ def test_sqlite_concurrent_writers_from_two_processes(tmp_path: Path) -> None:
         assert store.get("own:0:399") is not None and store.get("own:1:399") is not None
     finally:
         store.close()
+
+
+def _child_uses_its_own_connection(store: SQLiteStore, parent_conn_id: int, out: Any) -> None:
+    try:
+        store.put("child", b"written by the child", 60)
+        own = store._conn()
+        store.close()
+        out.put((id(own) != parent_conn_id, store_value_ok(store)))
+    except BaseException as exc:  # reported to the parent, which asserts
+        out.put(repr(exc))
+
+
+def store_value_ok(store: SQLiteStore) -> bool:
+    return store.get("child") == b"written by the child"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() is POSIX")
+def test_sqlite_forked_child_never_uses_the_parents_connection(tmp_path: Path) -> None:
+    """gunicorn --preload builds the app (and opens the store) before forking its workers:
+    SQLite forbids carrying a connection across fork(), so the child must open its own and
+    leave the inherited one alone (the parent keeps using it)."""
+    store = SQLiteStore(str(tmp_path / "s.db"))
+    store.put("parent", b"p", 60)
+    parent_conn = store._conn()
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    child = ctx.Process(target=_child_uses_its_own_connection, args=(store, id(parent_conn), out))
+    child.start()
+    result = out.get(timeout=20)
+    child.join(20)
+    assert result == (True, True), result
+    # The parent's connection still works and sees the child's write.
+    assert store._conn() is parent_conn
+    assert store.get("child") == b"written by the child" and store.get("parent") == b"p"
+    store.close()
