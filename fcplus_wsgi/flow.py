@@ -109,7 +109,10 @@ class Flow:
         # Opened sessions by store key, valid only while the stored blob is byte-identical:
         # the store is still read on every request (expiry, logout and other processes are
         # seen at once), but AES-GCM and JSON run once per change, not once per request.
-        self._opened: dict[str, tuple[bytes, dict[str, Any], Identity]] = {}
+        # Each entry keeps the view it returns and the two lifetimes' timestamps, so a request
+        # touches neither the record nor a new object (measured: this runs with cold caches
+        # between real requests, where every object touched costs).
+        self._opened: dict[str, tuple[bytes, SessionView, float, float]] = {}
 
     # -- events ---------------------------------------------------------------------------------
     def _emit(self, step: str, outcome: str, cid: str, request_id: str | None, *, started: float | None = None,
@@ -323,38 +326,39 @@ class Flow:
             self._opened.pop(key, None)
             return None
         opened = self._opened.get(key)
-        if opened is not None and opened[0] == blob:
-            record, ident = opened[1], opened[2]
+        if opened is not None and (opened[0] is blob or opened[0] == blob):
+            view, created, seen = opened[1], opened[2], opened[3]
         else:
             unsealed = unseal(SESSION, session_id, blob)
             if unsealed is None:
                 return None
-            record, ident = unsealed, Identity.from_session(unsealed)
-            self._remember(key, blob, record, ident)
+            view = SessionView(unsealed, Identity.from_session(unsealed))
+            created, seen = float(unsealed.get("created", 0)), float(unsealed.get("seen", 0))
+            self._remember(key, (blob, view, created, seen))
         s = self.settings
         now = self.clock()
-        created, seen = float(record.get("created", 0)), float(record.get("seen", 0))
         if now - created >= s.session_max_age:
             self._forget(key)
-            return SessionView(record, ident, ended="max_age")
+            return SessionView(view.record, view.identity, ended="max_age")
         if now - seen >= s.session_idle_timeout:
             self._forget(key)
-            return SessionView(record, ident, ended="idle")
+            return SessionView(view.record, view.identity, ended="idle")
         if now - seen >= s.session_idle_timeout / 10:
-            record = {**record, "seen": now}  # cached records are shared: never mutate them
+            record = {**view.record, "seen": now}  # cached records are shared: never mutate them
             fresh = seal(SESSION, session_id, record)
             self.store.put(key, fresh, min(s.session_idle_timeout, s.session_max_age - (now - created)) + EXPIRY_GRACE)
-            self._remember(key, fresh, record, ident)
-        return SessionView(record, ident)
+            view = SessionView(record, view.identity)
+            self._remember(key, (fresh, view, created, now))
+        return view
 
-    def _remember(self, key: str, blob: bytes, record: dict[str, Any], ident: Identity) -> None:
+    def _remember(self, key: str, entry: tuple[bytes, SessionView, float, float]) -> None:
         cache = self._opened
         if len(cache) >= SESSION_CACHE_SIZE:
             try:
                 del cache[next(iter(cache))]  # oldest first: dicts keep insertion order
             except (StopIteration, KeyError, RuntimeError):
                 cache.clear()
-        cache[key] = (blob, record, ident)
+        cache[key] = entry
 
     def _forget(self, key: str) -> None:
         self._opened.pop(key, None)
