@@ -201,8 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         keys_file = write_keys_file(workdir)
         record = real_session_record(keys_file)
         ctx = Context(mode=mode, workdir=workdir, keys_file=keys_file, record=record, stores=stores,
-                      scale_stores=[x for s in stores if s in ("sqlite", "redis")
-                                    for x in ((s, "sqlite-uncached") if s == "sqlite" else (s,))], profile_always=args.profile,
+                      scale_stores=[s for s in stores if s in ("sqlite", "redis")], profile_always=args.profile,
                       results=data["results"], **params)
         needs_redis = "redis" in stores and any(s in args.only for s in ("overhead", "throughput", "scale"))
         if needs_redis:
