@@ -14,28 +14,26 @@ import os
 import platform
 import re
 import shutil
-import socket
 import sqlite3
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
-from html import unescape
 from importlib import metadata
 from pathlib import Path
-from typing import Any
-from urllib.parse import urljoin
-
-import requests
-from waitress.server import create_server
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, cast
 
 from fcplus_wsgi.keys import generate_private_jwks
 from fcplus_wsgi.sessions import SESSION, new_session_id, seal, store_key, unseal
 from fcplus_wsgi.stores import Store
+from tests.support.devstack import Browser as DevBrowser
+from tests.support.servers import LateApp, serve_wsgi
+
+if TYPE_CHECKING:
+    from tests.support.redis_server import RedisServer
 
 REPO = Path(__file__).resolve().parent.parent
 CLIENT_ID = "fcplus-bench"
@@ -249,45 +247,6 @@ def requester(app: Callable[..., Any], sessions: str | list[str]) -> Callable[[]
 
 # -- loopback servers (in this process) --------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        return int(s.getsockname()[1])
-
-
-class LateApp:
-    """A WSGI app plugged in after its server is bound (the provider and the service each
-    need the other's URL)."""
-
-    def __init__(self) -> None:
-        self.app: Any = None
-
-    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
-        if self.app is None:
-            start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
-            return [b"not ready"]
-        return self.app(environ, start_response)
-
-
-@contextmanager
-def serve_in_thread(app: Any, threads: int = 4) -> Iterator[str]:
-    server = create_server(app, host=LOOPBACK, port=0, threads=threads, ident="bench")
-    port = server.socket.getsockname()[1]
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        yield f"http://{LOOPBACK}:{port}"
-    finally:
-        server.close()
-        for channel in list(getattr(server, "_map", {}).values()):
-            try:
-                channel.close()
-            except OSError:
-                pass
-        server.task_dispatcher.shutdown(timeout=0.2)
-        thread.join(timeout=5)
-
-
 def provider_app(issuer: str, service_base: str, alg: str = "RSA-OAEP") -> Any:
     """The development provider with one client: the service at service_base."""
     from fcplus_wsgi.devprovider import ClientConfig, DevProviderConfig, make_app
@@ -300,41 +259,21 @@ def provider_app(issuer: str, service_base: str, alg: str = "RSA-OAEP") -> Any:
     return make_app(DevProviderConfig(issuer=issuer, clients=[client]))
 
 
-_FORM_RE = re.compile(r'<form[^>]*action="([^"]+)"', re.I)
-_IDENTITY_RE = re.compile(r'name="identity" value="([^"]+)"')
-_ACR_RE = re.compile(r'name="acr" value="([^"]+)"')
-
-
-class Browser:
-    """A cookie-keeping HTTP client that signs in through the provider's real page, as
-    tests/support/devstack.py does; every step is checked so a broken login cannot pass
-    for a fast one."""
+class Browser(DevBrowser):
+    """The test suite's scripted browser (tests/support/devstack.py) on a base URL: it signs
+    in through the provider's real page. A login here starts from scratch (cookies cleared,
+    connections kept) and must end signed in, so a broken login cannot pass for a fast one."""
 
     def __init__(self, base: str) -> None:
-        self.base = base
-        self.http = requests.Session()
-        self.http.headers["Accept"] = "text/html,application/xhtml+xml"
+        super().__init__(cast(Any, SimpleNamespace(base=base)))
 
-    def sign_in(self, path: str = HOT_PATH, acr: str = "eidas2") -> str:
-        """Sign in from scratch (cookies cleared, connections kept); returns the session cookie."""
+    def login(self, path: str = HOT_PATH, acr: str = "eidas2") -> str:
+        """One sign-in from scratch; returns the session cookie."""
         self.http.cookies.clear()
-        first = self.http.get(self.base + path, allow_redirects=False, timeout=30)
-        if first.status_code != 302:
-            raise RuntimeError(f"protected path answered {first.status_code}, expected a redirect")
-        authorize = first.headers["Location"]
-        page = self.http.get(authorize, allow_redirects=False, timeout=30)
-        form = _FORM_RE.search(page.text)
-        if page.status_code != 200 or form is None:
-            raise RuntimeError(f"provider page answered {page.status_code}")
-        data = {"identity": _IDENTITY_RE.findall(page.text)[0], "acr": acr, "decision": "accept"}
-        back = self.http.post(urljoin(authorize, unescape(form.group(1))), data=data, allow_redirects=False,
-                              timeout=30)
-        if back.status_code not in (302, 303):
-            raise RuntimeError(f"provider decision answered {back.status_code}")
-        done = self.http.get(back.headers["Location"], allow_redirects=False, timeout=30)
-        if done.status_code != 303:
-            raise RuntimeError(f"callback answered {done.status_code}: {done.text[:200]}")
-        landing = self.http.get(urljoin(self.base, done.headers["Location"]), allow_redirects=False, timeout=30)
+        try:
+            landing = self.sign_in(path, acr=acr)
+        except AssertionError as exc:
+            raise RuntimeError(f"the sign-in failed: {str(exc)[:200]}") from None
         if landing.status_code != 200:
             raise RuntimeError(f"landing page answered {landing.status_code}")
         cookie = self.http.cookies.get(COOKIE)
@@ -348,13 +287,13 @@ def real_session_record(keys_file: Path, alg: str = "RSA-OAEP") -> dict[str, Any
     from fcplus_wsgi import FCPlusMiddleware
 
     late_service, late_provider = LateApp(), LateApp()
-    with serve_in_thread(late_service) as base, serve_in_thread(late_provider) as provider_base:
+    with serve_wsgi(late_service, threads=4) as base, serve_wsgi(late_provider, threads=4) as provider_base:
         issuer = provider_base + "/api/v2"
         late_provider.app = provider_app(issuer, base, alg)
         middleware = FCPlusMiddleware(inner_app, middleware_settings(
             store_url="memory://", keys_file=keys_file, issuer=issuer, base=base))
         late_service.app = middleware
-        sid = Browser(base).sign_in()
+        sid = Browser(base).login()
         blob = middleware.store.get(store_key(SESSION, sid))
         assert blob is not None
         record = unseal(SESSION, sid, blob)
@@ -365,70 +304,28 @@ def real_session_record(keys_file: Path, alg: str = "RSA-OAEP") -> dict[str, Any
 
 # -- Redis ---------------------------------------------------------------------------------------
 
-@dataclass
-class RedisHandle:
-    port: int
-    process: subprocess.Popen[bytes]
-
-    @property
-    def url(self) -> str:
-        return f"redis://{LOOPBACK}:{self.port}/0"
-
-    def client(self) -> Any:
-        import redis
-
-        return redis.Redis(host=LOOPBACK, port=self.port, socket_timeout=30)
-
-
 @contextmanager
-def redis_server(folder: Path) -> Iterator[RedisHandle | None]:
-    """A throw-away redis-server on a free loopback port, no persistence; None when the
-    binary (Debian package redis-server) or redis-py is missing."""
-    exe = shutil.which("redis-server")
-    try:
-        import redis
-    except ImportError:
-        redis = None  # type: ignore[assignment]
-    if exe is None or redis is None:
+def redis_server(folder: Path) -> Iterator[RedisServer | None]:
+    """The test suite's throw-away redis-server (loopback, free port, no persistence), or
+    None when the binary (Debian package redis-server) is missing."""
+    from tests.support.redis_server import redis_available
+    from tests.support.redis_server import redis_server as start
+
+    if not redis_available():
         yield None
         return
-    folder.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    process = subprocess.Popen(
-        [exe, "--port", str(port), "--bind", LOOPBACK, "--save", "", "--appendonly", "no", "--dir", str(folder),
-         "--protected-mode", "yes", "--logfile", str(folder / "redis.log")],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    handle = RedisHandle(port, process)
-    try:
-        probe = handle.client()
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                if probe.ping():
-                    break
-            except (redis.RedisError, OSError):
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("redis-server did not start") from None
-                time.sleep(0.02)
-        probe.close()
-        yield handle
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with start(folder) as server:
+        yield server
 
 
-def open_redis_store(handle: RedisHandle | None) -> tuple[Store | None, str]:
+def open_redis_store(handle: RedisServer | None) -> tuple[Store | None, str]:
     """The project's Redis store on this server, or None and why not."""
     if handle is None:
-        return None, "redis-server or redis-py not installed"
+        return None, "redis-server not installed"
     from fcplus_wsgi.stores import StoreError, open_store
 
     try:
-        store = open_store(handle.url)
+        store = open_store(handle.url())
         store.put("bench:probe", b"x", 5)
         if store.get("bench:probe") != b"x":
             return None, "the Redis store did not read back what it wrote"

@@ -22,7 +22,6 @@ import requests
 
 from benchmarks.common import (
     Browser,
-    free_port,
     median,
     middleware_settings,
     process_cpu,
@@ -32,6 +31,7 @@ from benchmarks.common import (
 )
 from benchmarks.serve import START_PATH
 from benchmarks.servers import waitress_process
+from tests.support.servers import free_port
 
 
 def _percentile(values: list[float], pct: float) -> float:
@@ -66,7 +66,7 @@ def _load(base: str, clients: int, duration: float, max_logins: int | None) -> t
                     return
             started = time.perf_counter()
             try:
-                browser.sign_in()
+                browser.login()
             except (RuntimeError, requests.RequestException) as exc:
                 with lock:
                     errors.append(str(exc)[:200])
@@ -91,7 +91,7 @@ def run(ctx: Any) -> dict[str, Any]:
         provider_cm, app_cm, base = _stack(ctx, alg, "load", events=str(events_path))
         with provider_cm as provider, app_cm as app:
             for _ in range(2):  # discovery, JWKS fetches, connection pools, sqlite schema
-                Browser(base).sign_in()
+                Browser(base).login()
             requests.get(base + START_PATH, timeout=10)  # step times count from here
             before = {"service": process_cpu(app.pid), "provider": process_cpu(provider.pid), "browser": self_cpu()}
             started = time.perf_counter()
@@ -120,7 +120,7 @@ def run(ctx: Any) -> dict[str, Any]:
         profile_path = ctx.workdir / f"e2e-{alg}.pstats"
         provider_cm, app_cm, base = _stack(ctx, alg, "profile", profile=str(profile_path))
         with provider_cm, app_cm:
-            Browser(base).sign_in()
+            Browser(base).login()
             requests.get(base + START_PATH, timeout=10)
             durations, errors = _load(base, 1, 600, ctx.e2e_profile_logins)
         if errors:

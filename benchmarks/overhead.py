@@ -67,7 +67,7 @@ def _store_urls(ctx: Any) -> dict[str, str | None]:
         elif name == "sqlite":
             urls[name] = "sqlite:///" + str(ctx.workdir / "overhead.sqlite3")
         elif name == "redis":
-            urls[name] = ctx.redis.url if ctx.redis_store is not None else None
+            urls[name] = ctx.redis.url() if ctx.redis_store is not None else None
     return urls
 
 

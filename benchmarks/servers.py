@@ -15,8 +15,9 @@ from typing import Any
 
 import requests
 
-from benchmarks.common import LOOPBACK, REPO, free_port, python_env, python_exe
+from benchmarks.common import LOOPBACK, REPO, python_env, python_exe
 from benchmarks.serve import CONFIG_ENV
+from tests.support.servers import free_port
 
 
 @dataclass

@@ -78,7 +78,7 @@ def _store_url(ctx: Any, name: str) -> str | None:
         return "memory://"
     if name == "sqlite":
         return "sqlite:///" + str(ctx.workdir / "throughput.sqlite3")
-    return ctx.redis.url if name == "redis" and ctx.redis_store is not None else None
+    return ctx.redis.url() if name == "redis" and ctx.redis_store is not None else None
 
 
 def _raw_read_spec(ctx: Any, name: str) -> dict[str, Any] | None:
