@@ -34,16 +34,22 @@ def b64json(obj: Any) -> str:
     return b64url(json.dumps(obj, separators=(",", ":")).encode())
 
 
-def sign(claims: Any, key: jwk.JWK, alg: str, *, kid: str | bool | None = True,
-         extra_header: dict[str, Any] | None = None, raw_payload: bytes | None = None) -> str:
-    """A compact JWS. kid=True uses the key's kid, None/False omits it, a str forces it."""
-    header: dict[str, Any] = {"alg": alg, "typ": "JWT"}
+def _header(header: dict[str, Any], key: jwk.JWK, kid: str | bool | None,
+            extra: dict[str, Any] | None) -> dict[str, Any]:
+    """kid=True uses the key's kid, None/False omits it, a str forces it; `extra` goes last."""
     if kid is True:
         if key.get("kid"):
             header["kid"] = key.get("kid")
     elif isinstance(kid, str):
         header["kid"] = kid
-    header.update(extra_header or {})
+    header.update(extra or {})
+    return header
+
+
+def sign(claims: Any, key: jwk.JWK, alg: str, *, kid: str | bool | None = True,
+         extra_header: dict[str, Any] | None = None, raw_payload: bytes | None = None) -> str:
+    """A compact JWS. kid=True uses the key's kid, None/False omits it, a str forces it."""
+    header = _header({"alg": alg, "typ": "JWT"}, key, kid, extra_header)
     payload = raw_payload if raw_payload is not None else json.dumps(claims).encode()
     token = JWS(payload)
     token.allowed_algs = [alg]
@@ -58,13 +64,7 @@ def unsigned(claims: Any, header: dict[str, Any] | None = None) -> str:
 
 def encrypt(inner: str, key: jwk.JWK, alg: str, enc: str = "A256GCM", *, kid: str | bool | None = True,
             extra_header: dict[str, Any] | None = None) -> str:
-    header: dict[str, Any] = {"alg": alg, "enc": enc, "cty": "JWT"}
-    if kid is True:
-        if key.get("kid"):
-            header["kid"] = key.get("kid")
-    elif isinstance(kid, str):
-        header["kid"] = kid
-    header.update(extra_header or {})
+    header = _header({"alg": alg, "enc": enc, "cty": "JWT"}, key, kid, extra_header)
     token = JWE(inner.encode(), json.dumps(header))
     token.allowed_algs = [alg, enc]
     token.add_recipient(key)
