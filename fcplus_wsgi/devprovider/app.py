@@ -405,6 +405,14 @@ class DevProviderApp:
             return {}, _oauth_error(400, "invalid_request", f"parameter repeated: {_names(repeated)}")
         return form, None
 
+    def _client_form(self, request: Request) -> tuple[dict[str, str], ClientConfig] | Response:
+        """The form of a back-channel call (token, revocation) and the client it authenticates."""
+        form, error = self._form(request)
+        if error is not None:
+            return error
+        client = self._authenticate(request, form)
+        return client if isinstance(client, Response) else (form, client)
+
     def _authenticate(self, request: Request, form: dict[str, str]) -> ClientConfig | Response:
         """client_secret_basic or client_secret_post (exactly one), compared in constant time."""
         header = request.headers.get("Authorization", "")
@@ -446,12 +454,10 @@ class DevProviderApp:
     # -- token ----------------------------------------------------------------------------------
 
     def _token(self, request: Request) -> Response:
-        form, error = self._form(request)
-        if error is not None:
-            return error
-        client = self._authenticate(request, form)
-        if isinstance(client, Response):
-            return client
+        checked = self._client_form(request)
+        if isinstance(checked, Response):
+            return checked
+        form, client = checked
         grant_type = form.get("grant_type")
         if not grant_type:
             return _oauth_error(400, "invalid_request", "grant_type is required")
@@ -592,12 +598,10 @@ class DevProviderApp:
         return _redirect(target, {"state": single.get("state")})
 
     def _revocation(self, request: Request) -> Response:
-        form, error = self._form(request)
-        if error is not None:
-            return error
-        client = self._authenticate(request, form)
-        if isinstance(client, Response):
-            return client
+        checked = self._client_form(request)
+        if isinstance(checked, Response):
+            return checked
+        form, client = checked
         token = form.get("token")
         if not token:
             return _oauth_error(400, "invalid_request", "token is required")
