@@ -10,6 +10,7 @@ signing keys, so it stays free of any OpenID Connect flow logic.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,19 @@ def public_jwks(private: dict[str, Any]) -> dict[str, Any]:
     return {"keys": out}
 
 
+def operation_keys(keys: Iterable[jwk.JWK], operation: str) -> tuple[Any, ...]:
+    """Each key as the `cryptography` object jwcrypto gives for `operation` ("unwrapKey",
+    "verify"), or None where jwcrypto refuses it (its `use` or `key_ops` say otherwise):
+    built once, so opening a token never rebuilds a key from its JWK members."""
+    built = []
+    for key in keys:
+        try:
+            built.append(key.get_op_key(operation))
+        except Exception:  # noqa: BLE001 - jwcrypto raises several types; such a key is never a candidate
+            built.append(None)
+    return tuple(built)
+
+
 @dataclass(frozen=True)
 class ServiceKeys:
     """Loaded service keys, indexed for the two questions the flow asks.
@@ -89,13 +103,7 @@ class ServiceKeys:
     _private: tuple[Any, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        private = []
-        for key in self.keys:
-            try:
-                private.append(key.get_op_key("unwrapKey") if key.get("use", "enc") == "enc" else None)
-            except Exception:  # noqa: BLE001 - a key jwcrypto will not use for decryption is never a candidate
-                private.append(None)
-        object.__setattr__(self, "_private", tuple(private))
+        object.__setattr__(self, "_private", operation_keys(self.keys, "unwrapKey"))
 
     @property
     def public_json(self) -> bytes:

@@ -23,7 +23,7 @@ from jwcrypto import jwk
 
 from .errors import FlowError
 from .jose import JoseError, b64decode, decrypt_compact, verify_compact
-from .keys import ServiceKeys
+from .keys import ServiceKeys, operation_keys
 from .providers import Policy, acr_satisfies
 
 MAX_TOKEN_CHARS = 64 * 1024
@@ -53,13 +53,7 @@ class ProviderKeys:
     public: tuple[Any, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        public = []
-        for key in self.keys:
-            try:
-                public.append(key.get_op_key("verify"))
-            except Exception:  # noqa: BLE001 - a key jwcrypto will not verify with is never selected
-                public.append(None)
-        object.__setattr__(self, "public", tuple(public))
+        object.__setattr__(self, "public", operation_keys(self.keys, "verify"))
 
     @classmethod
     def from_jwks(cls, data: Any) -> ProviderKeys:
