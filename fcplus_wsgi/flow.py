@@ -40,6 +40,7 @@ from .sessions import (
 )
 from .settings import Settings
 from .stores import Store, StoreError
+from .stores.base import remember
 from .tokens import Expected, UnknownSigningKey, open_token, strict_json, validate_id_token, validate_userinfo
 
 # Callback parameters: generous caps, far below what would hurt, far above real values.
@@ -334,7 +335,7 @@ class Flow:
                 return None
             view = SessionView(unsealed, Identity.from_session(unsealed))
             created, seen = float(unsealed.get("created", 0)), float(unsealed.get("seen", 0))
-            self._remember(key, (blob, view, created, seen))
+            remember(self._opened, key, (blob, view, created, seen), SESSION_CACHE_SIZE)
         s = self.settings
         now = self.clock()
         if now - created >= s.session_max_age:
@@ -348,17 +349,8 @@ class Flow:
             fresh = seal(SESSION, session_id, record)
             self.store.put(key, fresh, min(s.session_idle_timeout, s.session_max_age - (now - created)) + EXPIRY_GRACE)
             view = SessionView(record, view.identity)
-            self._remember(key, (fresh, view, created, now))
+            remember(self._opened, key, (fresh, view, created, now), SESSION_CACHE_SIZE)
         return view
-
-    def _remember(self, key: str, entry: tuple[bytes, SessionView, float, float]) -> None:
-        cache = self._opened
-        if len(cache) >= SESSION_CACHE_SIZE:
-            try:
-                del cache[next(iter(cache))]  # oldest first: dicts keep insertion order
-            except (StopIteration, KeyError, RuntimeError):
-                cache.clear()
-        cache[key] = entry
 
     def _forget(self, key: str) -> None:
         self._opened.pop(key, None)

@@ -7,7 +7,10 @@ nor readable tokens.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, TypeVar
+
+_K = TypeVar("_K")
+_V = TypeVar("_V")
 
 
 class StoreError(Exception):
@@ -29,3 +32,15 @@ class Store(Protocol):
 
     def close(self) -> None:
         """Release connections."""
+
+
+def remember(cache: dict[_K, _V], key: _K, value: _V, limit: int) -> None:
+    """Put into a per-process cache of at most `limit` entries, dropping the oldest first
+    (dicts keep insertion order). Threads share these caches without a lock: if another
+    thread evicted first, start over rather than fail a request."""
+    if len(cache) >= limit:
+        try:
+            del cache[next(iter(cache))]
+        except (StopIteration, KeyError, RuntimeError):
+            cache.clear()
+    cache[key] = value

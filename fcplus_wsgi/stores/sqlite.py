@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .base import StoreError
+from .base import StoreError, remember
 
 log = logging.getLogger("fcplus_wsgi.stores")
 
@@ -217,15 +217,6 @@ class SQLiteStore:
             slots[slot_of(key)] = int.from_bytes(os.urandom(SLOT_BYTES), "little")
             self._cache.pop(key, None)
 
-    def _remember(self, key: str, entry: tuple[int, float, bytes]) -> None:
-        cache = self._cache
-        if len(cache) >= READ_CACHE_ENTRIES:
-            try:
-                del cache[next(iter(cache))]  # oldest first: dicts keep insertion order
-            except (StopIteration, KeyError, RuntimeError):  # another thread got there first
-                cache.clear()
-        cache[key] = entry
-
     def get(self, key: str) -> bytes | None:
         slots = self._slots
         seen = 0
@@ -248,7 +239,7 @@ class SQLiteStore:
             return None
         value = bytes(row[0])
         if slots is not None and len(value) <= READ_CACHE_MAX_VALUE:
-            self._remember(key, (seen, float(row[1]), value))
+            remember(self._cache, key, (seen, float(row[1]), value), READ_CACHE_ENTRIES)
         return value
 
     def put(self, key: str, value: bytes, ttl: float) -> None:
