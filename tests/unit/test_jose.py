@@ -19,6 +19,7 @@ from jwcrypto.jws import JWS
 
 from fcplus_wsgi.jose import CEK_BYTES, KEY_ALGS, SIGNING_ALGS, JoseError, b64decode, decrypt_compact, verify_compact
 from fcplus_wsgi.providers import JWE_ENCS, JWE_KEY_ALGS, STANDARD_SIGNING_ALGS
+from fcplus_wsgi.tokens import _ALG_KTY
 
 PLAINTEXT = b"eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJtYXJpZSJ9.c2lnbmF0dXJl"
 SECRET = b"s" * 32
@@ -86,6 +87,7 @@ def test_every_allowable_algorithm_has_code() -> None:
     assert set(JWE_KEY_ALGS) <= set(KEY_ALGS)
     assert set(JWE_ENCS) <= set(CEK_BYTES)
     assert set(STANDARD_SIGNING_ALGS) <= set(SIGNING_ALGS)
+    assert set(_ALG_KTY) == set(SIGNING_ALGS)  # what tokens.py selects keys for, jose verifies
 
 
 # -- JWE: what jwcrypto seals, jose opens ------------------------------------------------------
