@@ -8,7 +8,6 @@ says which kind, so users see "provider unavailable" and operators see why.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import threading
@@ -20,6 +19,7 @@ from urllib.parse import quote
 
 import requests
 
+from . import strictjson
 from .errors import FlowError, token_error, userinfo_error
 from .tokens import ProviderKeys
 
@@ -140,7 +140,7 @@ class ProviderClient:
     @staticmethod
     def _json(result: HTTPResult, what: str) -> Any:
         try:
-            return json.loads(result.body)
+            return strictjson.loads(result.body)
         except (ValueError, UnicodeDecodeError):
             raise FlowError("provider_bad_response", detail=f"{what}: body is not JSON") from None
 
@@ -269,7 +269,7 @@ class ProviderClient:
             error = _bearer_error(result.headers.get("www-authenticate", ""))
             if error is None and result.content_type == "application/json":
                 try:
-                    body = json.loads(result.body)
+                    body = strictjson.loads(result.body)
                     error = body.get("error") if isinstance(body, dict) and isinstance(body.get("error"), str) else None
                 except ValueError:
                     error = None

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
+from . import strictjson
 from .authorize import authorization_url, new_code_verifier, s256_challenge
 from .client import ProviderClient
 from .errors import FlowError, authorization_error
@@ -41,7 +42,7 @@ from .sessions import (
 from .settings import Settings
 from .stores import Store, StoreError
 from .stores.base import remember
-from .tokens import Expected, UnknownSigningKey, open_token, strict_json, validate_id_token, validate_userinfo
+from .tokens import Expected, UnknownSigningKey, open_token, validate_id_token, validate_userinfo
 
 # Callback parameters: generous caps, far below what would hurt, far above real values.
 _PARAM_CAPS = {"state": 128, "code": 4096, "error": 128, "error_description": 2048, "error_uri": 2048,
@@ -300,7 +301,7 @@ class Flow:
             if s.policy.userinfo_format == "jwt" or s.policy.require_encryption:
                 raise FlowError("userinfo_not_encrypted", detail="plain JSON userinfo where a JWT is required")
             try:
-                claims = strict_json(result.body)
+                claims = strictjson.loads(result.body)
             except (ValueError, UnicodeDecodeError):
                 raise FlowError("userinfo_malformed", detail="userinfo body is not JSON") from None
             if not isinstance(claims, dict):

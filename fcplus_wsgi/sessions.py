@@ -9,7 +9,6 @@ neither usable cookies nor readable tokens, and one entry cannot be moved to ano
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import secrets
@@ -17,6 +16,8 @@ from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from . import strictjson
 
 SESSION = "s"
 PENDING_LOGIN = "p"
@@ -61,7 +62,7 @@ def _cipher(secret: str) -> AESGCM:
 
 def seal(kind: str, secret: str, record: dict[str, Any]) -> bytes:
     nonce = os.urandom(12)
-    plaintext = json.dumps(record, separators=(",", ":")).encode()
+    plaintext = strictjson.dumps(record)
     return nonce + _cipher(secret).encrypt(nonce, plaintext, kind.encode())
 
 
@@ -73,7 +74,7 @@ def unseal(kind: str, secret: str, blob: bytes) -> dict[str, Any] | None:
         plaintext = _cipher(secret).decrypt(blob[:12], blob[12:], kind.encode())
     except InvalidTag:
         return None
-    record = json.loads(plaintext)
+    record = strictjson.loads(plaintext)
     return record if isinstance(record, dict) else None
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -21,6 +20,7 @@ from typing import Any
 
 from jwcrypto import jwk
 
+from . import strictjson
 from .errors import FlowError
 from .jose import JoseError, b64decode, decrypt_compact, verify_compact
 from .keys import ServiceKeys, operation_keys
@@ -52,6 +52,10 @@ class ProviderKeys:
     # The same keys as `cryptography` objects, made once per fetch (fcplus_wsgi.jose verifies with them).
     public: tuple[Any, ...] = field(init=False, repr=False, compare=False)
 
+    # (kid, alg) -> the one key that verifies it: every token of a provider asks the same
+    # question. Only found keys are kept, so a stream of made-up kids cannot grow it.
+    _selected: dict[tuple[str | None, str], Any] = field(init=False, repr=False, compare=False, default_factory=dict)
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "public", operation_keys(self.keys, "verify"))
 
@@ -79,7 +83,7 @@ class ProviderKeys:
 
 
 def _b64json(segment: str) -> dict[str, Any]:
-    data = strict_json(b64decode(segment))
+    data = strictjson.loads(b64decode(segment))
     if not isinstance(data, dict):
         raise ValueError("header is not an object")
     return data
@@ -101,11 +105,8 @@ def compact_parts(token: Any, prefix: str) -> list[str]:
     return parts
 
 
-def decrypt(token: str, keys: ServiceKeys, policy: Policy, prefix: str) -> str:
-    """Open a compact JWE with the service key it names; returns the inner compact JWS."""
-    parts = compact_parts(token, prefix)
-    if len(parts) != 5:
-        raise FlowError(f"{prefix}_malformed", detail="expected a JWE")
+def decrypt(parts: list[str], keys: ServiceKeys, policy: Policy, prefix: str) -> str:
+    """Open a compact JWE (its five segments) with the service key it names; returns the inner compact JWS."""
     code_alg = "id_token_encryption_alg" if prefix == "id_token" else "userinfo_malformed"
     code_fail = "id_token_decryption_failed" if prefix == "id_token" else "userinfo_malformed"
     try:
@@ -137,10 +138,13 @@ def decrypt(token: str, keys: ServiceKeys, policy: Policy, prefix: str) -> str:
 
 def _select_key(header: Mapping[str, Any], provider: ProviderKeys, alg: str, prefix: str) -> Any:
     """The provider key (a `cryptography` public key) the JWS header designates for `alg`."""
-    kty, crv = _ALG_KTY[alg]
     kid = header.get("kid")
     if kid is not None and not isinstance(kid, str):
         raise FlowError(f"{prefix}_malformed" if prefix != "id_token" else "id_token_malformed", detail="kid is not a string")
+    known = provider._selected.get((kid, alg))
+    if known is not None:
+        return known
+    kty, crv = _ALG_KTY[alg]
     candidates = [
         public for k, public in zip(provider.keys, provider.public, strict=True)
         if public is not None and k.get("kty") == kty and (crv is None or k.get("crv") == crv)
@@ -152,20 +156,8 @@ def _select_key(header: Mapping[str, Any], provider: ProviderKeys, alg: str, pre
     if len(candidates) != 1:
         raise FlowError("id_token_signature_key" if prefix == "id_token" else "userinfo_malformed",
                         detail=f"{len(candidates)} candidate keys and no kid")
+    provider._selected[(kid, alg)] = candidates[0]
     return candidates[0]
-
-
-def _refuse_constant(name: str) -> Any:
-    """RFC 8259 has no NaN/Infinity, but Python's json accepts them: `exp: NaN` would never expire."""
-    raise ValueError(f"non-standard JSON constant {name}")
-
-
-_STRICT_JSON = json.JSONDecoder(parse_constant=_refuse_constant)
-
-
-def strict_json(data: str | bytes) -> Any:
-    """Parse provider JSON as RFC 8259 says it is: no NaN, no Infinity (UTF-8, as RFC 8259 8.1 requires)."""
-    return _STRICT_JSON.decode(data.decode("utf-8") if isinstance(data, bytes) else data)
 
 
 def verify_signature(compact: str, provider: ProviderKeys, algs: Sequence[str], prefix: str,
@@ -197,7 +189,7 @@ def verify_signature(compact: str, provider: ProviderKeys, algs: Sequence[str], 
     except JoseError:
         raise FlowError(code_bad, detail="signature does not verify") from None
     try:
-        payload = strict_json(raw)
+        payload = strictjson.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise FlowError("id_token_claims_invalid" if prefix == "id_token" else "userinfo_malformed",
                         detail="payload is not JSON") from None
@@ -215,7 +207,7 @@ def open_token(token: Any, *, service_keys: ServiceKeys | None, provider: Provid
         if service_keys is None:
             raise FlowError("id_token_decryption_failed" if prefix == "id_token" else "userinfo_malformed",
                             detail="encrypted token but no keys_file configured")
-        inner = decrypt(token, service_keys, policy, prefix)
+        inner = decrypt(parts, service_keys, policy, prefix)
     else:
         if policy.require_encryption:
             raise FlowError(f"{prefix}_not_encrypted", detail="plain JWS where encryption is required")

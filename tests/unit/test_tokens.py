@@ -356,14 +356,27 @@ def test_payload_that_is_not_a_json_object(keys: Keys) -> None:
         assert code_of(open_id, token, keys, policy=PLAIN, prefix="userinfo") == "userinfo_malformed"
 
 
-@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity", "1e999", "1E400"])
 def test_payload_with_non_json_numbers_is_refused(keys: Keys, constant: str) -> None:
-    """RFC 8259 has no NaN/Infinity; Python's json would parse them and `exp: NaN` would never expire."""
+    """RFC 8259 has no NaN/Infinity; Python's json would parse them, and 1e999 as infinity:
+    `exp: NaN` or `exp: 1e999` would never expire."""
     claims = id_claims()
     raw = json.dumps(claims).replace(f'"exp": {claims["exp"]}', f'"exp": {constant}').encode()
     assert constant.encode() in raw
     token = sign(None, keys.provider_ec, "ES256", raw_payload=raw)
     assert code_of(open_id, token, keys, policy=PLAIN) == "id_token_claims_invalid"
+
+
+@pytest.mark.parametrize("payload", [
+    b'{"sub":"a","given_name":"\\ud800"}',  # a lone surrogate: no UTF-8 can carry it onwards
+    b'{"sub":"a","x":' + b"[" * 5000 + b"]" * 5000 + b"}",  # nesting: ValueError, not RecursionError
+    b'\xef\xbb\xbf{"sub":"a"}',  # a byte order mark (RFC 8259 8.1: must not add one)
+    b'{"sub":"a"} {}',
+])
+def test_payload_that_is_not_strict_json_is_refused(keys: Keys, payload: bytes) -> None:
+    token = sign(None, keys.provider_ec, "ES256", raw_payload=payload)
+    assert code_of(open_id, token, keys, policy=PLAIN) == "id_token_claims_invalid"
+    assert code_of(open_id, token, keys, policy=PLAIN, prefix="userinfo") == "userinfo_malformed"
 
 
 # -- id_token claims -------------------------------------------------------------------------------
