@@ -170,7 +170,7 @@ def floor_token(fx: Fixture, token: str) -> bytes:
         cek = fx.rsa_key.decrypt(_b64(encrypted_key), _OAEP)
     else:
         epk = json.loads(_b64(protected))["epk"]
-        peer = ec.EllipticCurvePublicNumbers(_int(epk["x"]), _int(epk["y"]), ec.SECP256R1()).public_key()
+        peer = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b"\x04" + _b64(epk["x"]) + _b64(epk["y"]))
         cek = ConcatKDFHash(hashes.SHA256(), 32, _INFO).derive(fx.ec_key.exchange(ec.ECDH(), peer))
     inner = AESGCM(cek).decrypt(_b64(iv), _b64(ciphertext) + _b64(tag), protected.encode("ascii"))
     head, payload, signature = inner.split(b".")

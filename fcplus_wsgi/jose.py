@@ -50,6 +50,8 @@ _CURVE_NAMES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"
 _HASHES: dict[str, type[hashes.HashAlgorithm]] = {"256": hashes.SHA256, "384": hashes.SHA384, "512": hashes.SHA512}
 # ES* algorithms name both the hash and the curve (RFC 7518 3.4).
 _ES_CURVE = {"ES256": "secp256r1", "ES384": "secp384r1", "ES512": "secp521r1"}
+_ECDSA = {alg: ec.ECDSA(_HASHES[alg[2:]]()) for alg in _ES_CURVE}  # immutable: made once
+_ECDH = ec.ECDH()
 SIGNING_ALGS = ("ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "HS256")
 
 
@@ -93,17 +95,14 @@ def _agree(header: Mapping[str, Any], enc: str, key: ec.EllipticCurvePrivateKey)
     if len(xb) != size or len(yb) != size:
         raise JoseError("epk coordinates have the wrong length")
     try:  # cryptography refuses points that are not on the curve (invalid-curve attacks)
-        peer = ec.EllipticCurvePublicNumbers(int.from_bytes(xb, "big"), int.from_bytes(yb, "big"), curve).public_key()
+        peer = ec.EllipticCurvePublicKey.from_encoded_point(curve, b"\x04" + xb + yb)
     except ValueError:
         raise JoseError("epk is not a point of the curve") from None
-    parties = []
-    for name in ("apu", "apv"):
-        value = header.get(name)
-        if value is not None and not isinstance(value, str):
-            raise JoseError(f"{name} is not a string")
-        parties.append(b64decode(value) if value else b"")
-    shared = key.exchange(ec.ECDH(), peer)
-    return ConcatKDFHash(hashes.SHA256(), CEK_BYTES[enc], _concat_kdf_info(enc, *parties)).derive(shared)
+    apu, apv = header.get("apu"), header.get("apv")
+    if not isinstance(apu, (str, type(None))) or not isinstance(apv, (str, type(None))):
+        raise JoseError("apu or apv is not a string")
+    info = _concat_kdf_info(enc, b64decode(apu) if apu else b"", b64decode(apv) if apv else b"")
+    return ConcatKDFHash(hashes.SHA256(), CEK_BYTES[enc], info).derive(key.exchange(_ECDH, peer))
 
 
 def _unwrap(header: Mapping[str, Any], alg: str, enc: str, encrypted_key: bytes, key: Any) -> bytes:
@@ -158,7 +157,7 @@ def decrypt_compact(parts: list[str], header: Mapping[str, Any], key: Any) -> by
     alg, enc = header.get("alg"), header.get("enc")
     if alg not in KEY_ALGS or enc not in CEK_BYTES:
         raise JoseError("JWE alg/enc not supported")
-    encrypted_key, iv, ciphertext, tag = (b64decode(p) for p in parts[1:])
+    encrypted_key, iv, ciphertext, tag = b64decode(parts[1]), b64decode(parts[2]), b64decode(parts[3]), b64decode(parts[4])
     cek = _unwrap(header, alg, enc, encrypted_key, key)
     return _decrypt_content(enc, cek, parts[0].encode("ascii"), iv, ciphertext, tag)
 
@@ -181,7 +180,7 @@ def verify_compact(parts: list[str], alg: str, key: Any) -> bytes:
             if len(signature) != 2 * size:  # RFC 7518 3.4: R || S, each exactly the curve size
                 raise JoseError("ECDSA signature has the wrong length")
             der = encode_dss_signature(int.from_bytes(signature[:size], "big"), int.from_bytes(signature[size:], "big"))
-            key.verify(der, signing_input, ec.ECDSA(_HASHES[alg[2:]]()))
+            key.verify(der, signing_input, _ECDSA[alg])
         elif alg[:2] in ("RS", "PS") and alg[2:] in _HASHES:
             if not isinstance(key, rsa.RSAPublicKey):
                 raise JoseError(f"{alg} needs an RSA key")

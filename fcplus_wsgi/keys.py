@@ -102,6 +102,11 @@ class ServiceKeys:
     # tokens with these, so no login pays for rebuilding a key from its JWK members.
     _private: tuple[Any, ...] = field(init=False, repr=False, compare=False)
 
+    # (kid, alg) -> the candidates found: every login asks the same question. Only answers
+    # with candidates are kept, so a stream of made-up kids cannot grow it.
+    _found: dict[tuple[str | None, str | None], tuple[Any, ...]] = field(
+        init=False, repr=False, compare=False, default_factory=dict)
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "_private", operation_keys(self.keys, "unwrapKey"))
 
@@ -109,18 +114,19 @@ class ServiceKeys:
     def public_json(self) -> bytes:
         return json.dumps(self.public, separators=(",", ":")).encode()
 
-    def decryption_keys(self, kid: str | None, alg: str | None) -> list[Any]:
+    def decryption_keys(self, kid: str | None, alg: str | None) -> tuple[Any, ...]:
         """Private keys (`cryptography` objects) that may decrypt a JWE with this header kid and alg."""
+        known = self._found.get((kid, alg))
+        if known is not None:
+            return known
         kty = "RSA" if alg in RSA_ENC_ALGS else "EC" if alg in EC_ENC_ALGS else None
         if kty is None:
-            return []
-        found = []
-        for key, private in zip(self.keys, self._private, strict=True):
-            if private is None or key.get("kty") != kty:
-                continue
-            if kid is not None and key.get("kid") != kid:
-                continue
-            found.append(private)
+            return ()
+        found = tuple(
+            private for key, private in zip(self.keys, self._private, strict=True)
+            if private is not None and key.get("kty") == kty and (kid is None or key.get("kid") == kid))
+        if found:
+            self._found[(kid, alg)] = found
         return found
 
     def has_encryption_key(self, alg: str) -> bool:

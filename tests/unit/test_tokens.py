@@ -232,6 +232,31 @@ def test_no_kid_with_several_matching_keys_is_refused(keys: Keys) -> None:
     assert not isinstance(info.value, UnknownSigningKey)  # nothing to refetch for
 
 
+def test_key_choices_are_remembered_for_found_keys_only(keys: Keys) -> None:
+    """Both key lookups remember their answer per (kid, alg), but only answers that found a
+    key: made-up kids cannot grow them, and a remembered key is never used for another alg."""
+    provider, service = replace(keys.provider), replace(keys.service)  # fresh, empty memories
+
+    def opened(token: str, policy: Policy = PLAIN) -> dict[str, Any]:
+        return open_token(token, service_keys=service, provider=provider, policy=policy, algs=("ES256", "RS256"),
+                          prefix="id_token")[0]
+
+    token = fc_token(keys)
+    assert opened(token, FCPLUS) == opened(token, FCPLUS) == id_claims()
+    remembered = (dict(provider._selected), dict(service._found))
+    assert len(remembered[0]) == 1 and len(remembered[1]) == 1
+    inner = sign(id_claims(), keys.provider_ec, "ES256")
+    for n in range(50):
+        with pytest.raises(UnknownSigningKey):
+            opened(sign(id_claims(), keys.provider_ec, "ES256", kid=f"made-up-{n}"))
+        with pytest.raises(FlowError):
+            opened(encrypt(inner, keys.rsa_enc, "RSA-OAEP", kid=f"made-up-{n}"), FCPLUS)
+    assert (provider._selected, service._found) == remembered
+    # The ES256 key remembered under its kid is not an answer for RS256 with that kid.
+    with pytest.raises(UnknownSigningKey):
+        opened(sign(id_claims(), keys.provider_rsa, "RS256", kid=keys.provider_ec.get("kid")))
+
+
 def test_no_kid_and_no_key_of_the_right_type(keys: Keys) -> None:
     only_rsa = ProviderKeys.from_jwks({"keys": [json.loads(keys.provider_rsa.export_public())]})
     token = sign(id_claims(), keys.provider_ec, "ES256", kid=None)
