@@ -37,8 +37,11 @@ from cryptography.hazmat.primitives.kdf.concatkdf import ConcatKDFHash
 
 # RFC 7515 2: base64url without padding; anything else ('+', '/', '=', spaces) is refused
 # rather than skipped, as lenient decoders do. Byte tables: a JWE ciphertext is kilobytes.
+# One translation table converts and marks in a single pass: '-' and '_' become '+' and '/',
+# every byte outside the base64url alphabet becomes '*', which no base64 alphabet has.
 _B64URL_ALPHABET = (string.ascii_letters + string.digits + "-_").encode("ascii")
-_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
+_TO_STANDARD = bytes(b"+/"[b"-_".index(c)] if c in b"-_" else c if c in _B64URL_ALPHABET else ord("*")
+                     for c in range(256))
 
 # Content encryption (RFC 7518 5): CEK bytes for each enc.
 CEK_BYTES = {"A128GCM": 16, "A192GCM": 24, "A256GCM": 32,
@@ -64,9 +67,10 @@ def b64decode(segment: str) -> bytes:
         raw = segment.encode("ascii")
     except UnicodeEncodeError:
         raise JoseError("segment is not base64url") from None
-    if len(raw) % 4 == 1 or raw.translate(None, _B64URL_ALPHABET):  # any byte left is outside the alphabet
+    standard = raw.translate(_TO_STANDARD)
+    if len(raw) % 4 == 1 or b"*" in standard:
         raise JoseError("segment is not base64url")
-    return binascii.a2b_base64(raw.translate(_TO_STANDARD) + b"=" * (-len(raw) % 4))
+    return binascii.a2b_base64(standard + b"=" * (-len(raw) % 4))
 
 
 # -- JWE (RFC 7516, compact serialization) -----------------------------------------------------

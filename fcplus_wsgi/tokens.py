@@ -230,10 +230,12 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+_AT_HASH = {"256": hashlib.sha256, "384": hashlib.sha384, "512": hashlib.sha512}
+
+
 def at_hash(access_token: str, alg: str) -> str:
     """OpenID Connect Core 3.1.3.6: left half of the hash named by the signing alg."""
-    bits = {"256": hashlib.sha256, "384": hashlib.sha384, "512": hashlib.sha512}[alg[-3:]]
-    digest = bits(access_token.encode("ascii")).digest()
+    digest = _AT_HASH[alg[-3:]](access_token.encode("ascii")).digest()
     return base64.urlsafe_b64encode(digest[: len(digest) // 2]).rstrip(b"=").decode("ascii")
 
 
