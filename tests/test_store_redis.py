@@ -387,6 +387,125 @@ def test_close_releases_connections(plain: RedisServer) -> None:
     assert ours() == before
 
 
+# -- the connections kept for GET (RedisStore._ReadConnections) ---------------------------------
+
+def _ours(server: RedisServer) -> int:
+    return sum(1 for c in server.client().client_list() if c.get("name") == "fcplus-wsgi")
+
+
+@needs_redis
+def test_gets_from_many_threads_each_see_their_own_value(plain: RedisServer) -> None:
+    """GETs go over connections kept apart from the pool, one request at a time on each:
+    under contention no thread ever reads a reply meant for another, and no more than
+    max_connections are opened for them."""
+    before = _ours(plain)
+    store = open_store(plain.url(prefix=_prefix()) + "&max_connections=4")
+    for n in range(8):
+        store.put(f"s:{n}", str(n).encode() * 500, 600)
+    for _ in range(50):
+        assert store.get("s:0") == b"0" * 500
+    assert _ours(plain) == before + 2  # one kept for GET, one in the pool from the puts
+    wrong: list[tuple[int, bytes | None]] = []
+
+    def reader(n: int) -> None:
+        for _ in range(300):
+            value = store.get(f"s:{n}")
+            if value != str(n).encode() * 500:
+                wrong.append((n, value))
+
+    threads = [threading.Thread(target=reader, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert wrong == []
+    assert _ours(plain) <= before + 4 + 4  # kept ones capped at max_connections, and the pool's
+    store.close()
+
+
+@needs_redis
+def test_a_forked_child_never_reads_on_the_parents_kept_connection(plain: RedisServer) -> None:
+    """gunicorn --preload forks after the master may have read sessions: the child must open
+    its own connection, or parent and child would read each other's replies."""
+    import os
+
+    store = open_store(plain.url(prefix=_prefix()))
+    store.put("s:parent", b"P" * 300, 600)
+    store.put("s:child", b"C" * 300, 600)
+    assert store.get("s:parent") == b"P" * 300  # the kept connection now exists
+    pid = os.fork()
+    if pid == 0:  # the child: exit code 0 only if every read was its own
+        ok = all(store.get("s:child") == b"C" * 300 for _ in range(500))
+        os._exit(0 if ok else 1)
+    mine = all(store.get("s:parent") == b"P" * 300 for _ in range(500))
+    _, status = os.waitpid(pid, 0)
+    assert mine and os.waitstatus_to_exitcode(status) == 0
+    store.close()
+
+
+class _CuttingRedis:
+    """Speaks just enough RESP: answers +OK to connection set-up, and to each GET sends the
+    next scripted reply, closing the connection after it when the reply is cut short."""
+
+    def __init__(self, replies: list[tuple[bytes, bool]]) -> None:
+        self.replies = replies
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(8)
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._client, args=(conn,), daemon=True).start()
+
+    def _client(self, conn: socket.socket) -> None:
+        with conn:
+            buffer, null = b"", b"$-1\r\n"
+            while True:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                buffer += data
+                while buffer.startswith(b"*") and buffer.count(b"\r\n") >= 1 + 2 * int(buffer[1:buffer.index(b"\r")]):
+                    count = int(buffer[1:buffer.index(b"\r")])
+                    lines = buffer.split(b"\r\n")
+                    command = lines[2].upper()
+                    buffer = b"\r\n".join(lines[1 + 2 * count:])
+                    if command == b"HELLO":  # RESP3 set-up: a map naming the protocol
+                        conn.sendall(b"%1\r\n$5\r\nproto\r\n:" + lines[4] + b"\r\n")
+                        null = b"_\r\n" if lines[4] == b"3" else null
+                        continue
+                    if command != b"GET":
+                        conn.sendall(b"+OK\r\n")
+                        continue
+                    reply, cut = self.replies.pop(0) if self.replies else (null, False)
+                    conn.sendall(reply)
+                    if cut:
+                        return
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_a_reply_cut_short_is_never_used_and_the_read_is_retried_once() -> None:
+    cut = (b"$2000\r\n" + b"x" * 100, True)  # a bulk string announced, then the connection drops
+    server = _CuttingRedis([cut, (b"$3\r\nabc\r\n", False), cut, cut])
+    try:
+        store = open_store(f"redis://127.0.0.1:{server.port}?timeout=1")
+        assert store.get("s:x") == b"abc"  # the retry, on a fresh connection
+        with pytest.raises(StoreError, match="GET failed"):
+            store.get("s:x")  # cut twice: an error, not a partial value
+        assert store.get("s:x") is None  # and the next read is a clean one
+        store.close()
+    finally:
+        server.close()
+
+
 # -- URL parsing: start-up errors are one sentence, and never repeat a password -----------------
 
 @pytest.mark.parametrize(("url", "expected"), [

@@ -26,7 +26,9 @@ ssl_ca_certs, ssl_certfile, ssl_keyfile, sentinel_username, sentinel_password.
 from __future__ import annotations
 
 import math
+import os
 import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -264,6 +266,91 @@ def build_client(config: RedisConfig) -> Any:
     return sentinel.master_for(config.service_name, db=config.db)
 
 
+class _ReadConnections:
+    """Connections kept for GET, the one command every signed-in request sends.
+
+    Why not the client's pool for it: for each command, redis-py's pool reads the process
+    id twice and probes the socket for unread bytes (four system calls in all) and records
+    pool metrics. On loopback that is about 35 µs of CPU on top of a GET that costs about
+    50 µs when sent and read directly (docs/benchmarks.md, part 1). Safety does not rest on
+    that probe here: a connection serves one GET and its reply at a time, and redis-py
+    disconnects it on any error or interruption while sending or reading, so no reply is
+    ever left unread for the next request. Connections are redis-py's own, made from the
+    pool's settings (TLS, password, database, timeouts, health checks, client name).
+    """
+
+    def __init__(self, pool: Any, limit: int) -> None:
+        self._pool = pool
+        self._idle: list[Any] = []
+        self._made: list[Any] = []
+        self._limit = limit
+        self._lock = threading.Lock()
+        self.closed = False
+
+    def _take(self) -> Any:
+        try:
+            return self._idle.pop()  # atomic: no lock on the usual path
+        except IndexError:
+            pass
+        with self._lock:
+            if len(self._made) >= self._limit:
+                return None  # as many as max_connections: the pool serves the rest
+            conn = self._pool.connection_class(**self._pool.connection_kwargs)
+            self._made.append(conn)
+            return conn
+
+    def get(self, name: str) -> tuple[bool, Any]:
+        """(True, the value) or (False, None) when no connection is free; redis-py errors
+        propagate, after one retry on a fresh connection for a connection that broke (a
+        Redis restart leaves every kept socket dead), as the pool's Retry does."""
+        conn = self._take()
+        if conn is None:
+            return False, None
+        try:
+            try:
+                conn.send_command("GET", name)
+                return True, conn.read_response()
+            except redis.ConnectionError:
+                conn.disconnect()
+                conn.send_command("GET", name)
+                return True, conn.read_response()
+        except BaseException:
+            conn.disconnect()  # redis-py did already, except between send and read
+            raise
+        finally:
+            if self.closed:
+                conn.disconnect()
+            else:
+                self._idle.append(conn)
+
+    def close(self) -> None:
+        self.closed = True
+        with self._lock:
+            made, self._made, self._idle = self._made, [], []
+        for conn in made:
+            try:
+                conn.disconnect()
+            except (RedisError, OSError):
+                pass
+
+
+# Read connections inherited through fork() are dropped in the child, never used nor closed
+# there: a second process on the same socket would read the other's replies.
+_READERS: weakref.WeakSet[RedisStore] = weakref.WeakSet()
+_INHERITED_READERS: list[_ReadConnections] = []
+
+
+def _forget_readers_after_fork() -> None:
+    for store in list(_READERS):
+        if store._reads is not None:
+            _INHERITED_READERS.append(store._reads)
+            store._reads = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_readers_after_fork)
+
+
 class RedisStore:
     """The Store interface over Redis; see the module docstring for the guarantees."""
 
@@ -273,6 +360,9 @@ class RedisStore:
         self._client: Any = None
         self._lock = threading.Lock()
         self._getdel = True  # cleared once the server says it lacks GETDEL (Redis < 6.2)
+        self._reads: _ReadConnections | None = None
+        self._plain: bool | None = None  # None: not known yet; False: cluster, Sentinel or injected client
+        _READERS.add(self)
 
     def __repr__(self) -> str:
         return f"<RedisStore {self.config.describe()}>"
@@ -293,8 +383,22 @@ class RedisStore:
         try:
             return action(self._conn())
         except (RedisError, RedisClusterException, OSError) as exc:
-            text = " ".join(str(exc).split())[:200]
-            raise StoreError(f"{self.config.describe()}: {op} failed ({exc.__class__.__name__}: {text})") from None
+            raise self._error(op, exc) from None
+
+    def _error(self, op: str, exc: BaseException) -> StoreError:
+        text = " ".join(str(exc).split())[:200]
+        return StoreError(f"{self.config.describe()}: {op} failed ({exc.__class__.__name__}: {text})")
+
+    def _readers(self) -> _ReadConnections | None:
+        with self._lock:
+            if self._reads is None and self._plain is not False:
+                if self._client is None:
+                    self._client = self._factory(self.config)
+                pool = getattr(self._client, "connection_pool", None)
+                self._plain = type(self._client) is redis.Redis and type(pool) is redis.ConnectionPool
+                if self._plain:
+                    self._reads = _ReadConnections(pool, self.config.max_connections)
+            return self._reads
 
     @staticmethod
     def _bytes(value: Any) -> bytes | None:
@@ -303,7 +407,21 @@ class RedisStore:
         raise StoreError(f"Redis returned a {type(value).__name__} where bytes were expected")
 
     def get(self, key: str) -> bytes | None:
-        return self._bytes(self._run("GET", lambda c: c.get(self._name(key))))
+        name = self.config.prefix + key
+        reads = self._reads
+        if reads is None and self._plain is not False:
+            try:
+                reads = self._readers()  # builds the client: a cluster client connects here
+            except (RedisError, RedisClusterException, OSError) as exc:
+                raise self._error("GET", exc) from None
+        if reads is not None:
+            try:
+                served, value = reads.get(name)
+            except (RedisError, OSError) as exc:
+                raise self._error("GET", exc) from None
+            if served:
+                return self._bytes(value)
+        return self._bytes(self._run("GET", lambda c: c.get(name)))
 
     def put(self, key: str, value: bytes, ttl: float) -> None:
         if not math.isfinite(ttl):
@@ -334,6 +452,9 @@ class RedisStore:
     def close(self) -> None:
         with self._lock:
             client, self._client = self._client, None
+            reads, self._reads, self._plain = self._reads, None, None
+        if reads is not None:
+            reads.close()
         if client is not None:
             try:
                 client.close()
