@@ -7,10 +7,40 @@ nor readable tokens.
 
 from __future__ import annotations
 
-from typing import Protocol, TypeVar
+import os
+from typing import Any, Protocol, TypeVar
 
 _K = TypeVar("_K")
 _V = TypeVar("_V")
+
+# fork() copies a process's open connections into the child, but a connection serves one
+# process: SQLite forbids using it across fork(), and two processes on one Redis socket
+# would read each other's replies. Stores note the generation a connection was made in and
+# make a new one when it changed; the inherited one is set aside, never used nor closed
+# (closing it could act on the parent's state), and kept referenced so that garbage
+# collection does not close it either. A counter bumped at fork costs a request nothing,
+# where comparing os.getpid() is a system call.
+_fork_generation = 0
+_SET_ASIDE: list[Any] = []
+
+
+def _after_fork_in_child() -> None:
+    global _fork_generation
+    _fork_generation += 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def fork_generation() -> int:
+    """Which process this is, as far as connections care: it changes in a forked child."""
+    return _fork_generation
+
+
+def set_aside(inherited: Any) -> None:
+    """Keep a connection inherited through fork() referenced, never to be used or closed."""
+    _SET_ASIDE.append(inherited)
 
 
 class StoreError(Exception):

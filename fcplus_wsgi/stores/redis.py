@@ -26,9 +26,7 @@ ssl_ca_certs, ssl_certfile, ssl_keyfile, sentinel_username, sentinel_password.
 from __future__ import annotations
 
 import math
-import os
 import threading
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +38,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisClusterException, RedisError, ResponseError
 from redis.retry import Retry
 
-from .base import StoreError
+from .base import StoreError, fork_generation, set_aside
 
 SCHEMES = {
     "redis": ("standalone", False), "rediss": ("standalone", True),
@@ -286,6 +284,7 @@ class _ReadConnections:
         self._limit = limit
         self._lock = threading.Lock()
         self.closed = False
+        self.generation = fork_generation()  # a forked child sets these aside (stores.base)
 
     def _take(self) -> Any:
         try:
@@ -334,23 +333,6 @@ class _ReadConnections:
                 pass
 
 
-# Read connections inherited through fork() are dropped in the child, never used nor closed
-# there: a second process on the same socket would read the other's replies.
-_READERS: weakref.WeakSet[RedisStore] = weakref.WeakSet()
-_INHERITED_READERS: list[_ReadConnections] = []
-
-
-def _forget_readers_after_fork() -> None:
-    for store in list(_READERS):
-        if store._reads is not None:
-            _INHERITED_READERS.append(store._reads)
-            store._reads = None
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_readers_after_fork)
-
-
 class RedisStore:
     """The Store interface over Redis; see the module docstring for the guarantees."""
 
@@ -362,7 +344,6 @@ class RedisStore:
         self._getdel = True  # cleared once the server says it lacks GETDEL (Redis < 6.2)
         self._reads: _ReadConnections | None = None
         self._plain: bool | None = None  # None: not known yet; False: cluster, Sentinel or injected client
-        _READERS.add(self)
 
     def __repr__(self) -> str:
         return f"<RedisStore {self.config.describe()}>"
@@ -390,12 +371,15 @@ class RedisStore:
         return StoreError(f"{self.config.describe()}: {op} failed ({exc.__class__.__name__}: {text})")
 
     def _readers(self) -> _ReadConnections | None:
+        """The kept read connections of this process, made on first use (and after a fork)."""
+        client = self._conn()
         with self._lock:
+            if self._reads is not None and self._reads.generation != fork_generation():
+                set_aside(self._reads)
+                self._reads = None
             if self._reads is None and self._plain is not False:
-                if self._client is None:
-                    self._client = self._factory(self.config)
-                pool = getattr(self._client, "connection_pool", None)
-                self._plain = type(self._client) is redis.Redis and type(pool) is redis.ConnectionPool
+                pool = getattr(client, "connection_pool", None)
+                self._plain = type(client) is redis.Redis and type(pool) is redis.ConnectionPool
                 if self._plain:
                     self._reads = _ReadConnections(pool, self.config.max_connections)
             return self._reads
@@ -409,7 +393,7 @@ class RedisStore:
     def get(self, key: str) -> bytes | None:
         name = self.config.prefix + key
         reads = self._reads
-        if reads is None and self._plain is not False:
+        if (reads is None or reads.generation != fork_generation()) and self._plain is not False:
             try:
                 reads = self._readers()  # builds the client: a cluster client connects here
             except (RedisError, RedisClusterException, OSError) as exc:

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .base import StoreError, remember
+from .base import StoreError, fork_generation, remember, set_aside
 
 log = logging.getLogger("fcplus_wsgi.stores")
 
@@ -38,9 +38,6 @@ SLOT_COUNT = 16384  # a power of two: the slot of a key is a mask away
 SLOT_BYTES = 8
 _SLOT_MASK = SLOT_COUNT - 1
 READ_CACHE_ENTRIES = 4096
-# Connections a forked child inherited: kept alive so that garbage collection never closes
-# them in the child (see SQLiteStore._conn).
-_INHERITED_CONNECTIONS: list[sqlite3.Connection] = []
 # Values above this are read with SQL every time: the cache is meant for sessions (about 2 KB),
 # and must not hold gigabytes because a caller stored large values.
 READ_CACHE_MAX_VALUE = 64 * 1024
@@ -171,12 +168,10 @@ class SQLiteStore:
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is not None and self._local.pid != os.getpid():
+        if conn is not None and self._local.generation != fork_generation():
             # A worker forked from a process that had opened this store (gunicorn --preload,
-            # or the store built before the fork) inherits the connection with the thread;
-            # SQLite forbids using a connection across fork(), and even closing it from the
-            # child would act on the parent's state. Keep it referenced, never touched.
-            _INHERITED_CONNECTIONS.append(conn)
+            # or the store built before the fork) inherits the connection with the thread.
+            set_aside(conn)
             conn = None
         if conn is None:
             conn = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None,
@@ -189,7 +184,7 @@ class SQLiteStore:
             # (Memory-mapped reads were faster still, but turn an I/O fault into SIGBUS.)
             conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
             self._local.conn = conn
-            self._local.pid = os.getpid()
+            self._local.generation = fork_generation()
         return conn
 
     def _enable_wal(self, conn: sqlite3.Connection) -> None:
@@ -301,8 +296,8 @@ class SQLiteStore:
         self._cache.clear()
         conn = getattr(self._local, "conn", None)
         if conn is not None:
-            if self._local.pid == os.getpid():
+            if self._local.generation == fork_generation():
                 conn.close()
             else:  # inherited across fork(): the parent's, not ours to close
-                _INHERITED_CONNECTIONS.append(conn)
+                set_aside(conn)
             self._local.conn = None
