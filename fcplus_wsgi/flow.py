@@ -108,13 +108,15 @@ class Flow:
         self.bus = bus or EventBus()
         self.clock = clock
         self.provider = settings.provider_name
-        # Opened sessions by store key, valid only while the stored blob is byte-identical:
+        # Opened sessions by session id, valid only while the stored blob is byte-identical:
         # the store is still read on every request (expiry, logout and other processes are
         # seen at once), but AES-GCM and JSON run once per change, not once per request.
-        # Each entry keeps the view it returns and the two lifetimes' timestamps, so a request
-        # touches neither the record nor a new object (measured: this runs with cold caches
-        # between real requests, where every object touched costs).
-        self._opened: dict[str, tuple[bytes, SessionView, float, float]] = {}
+        # Each entry keeps its store key (so a known cookie skips the format check and the
+        # SHA-256 of store_key), the blob, the view it returns and the two lifetimes'
+        # timestamps, so a request touches neither the record nor a new object (measured:
+        # this runs with cold caches between real requests, where every object touched costs).
+        # Only ids whose entry unsealed are ever added; any other cookie value just misses.
+        self._opened: dict[str, tuple[str, bytes, SessionView, float, float]] = {}
 
     # -- events ---------------------------------------------------------------------------------
     def _emit(self, step: str, outcome: str, cid: str, request_id: str | None, *, started: float | None = None,
@@ -319,42 +321,48 @@ class Flow:
         The idle clock is written back at most once per tenth of the idle timeout, so a
         busy user costs a store read per request, not a write.
         """
-        if not looks_like_session_id(session_id):
+        if session_id is None:
             return None
-        assert session_id is not None
-        key = store_key(SESSION, session_id)
+        opened = self._opened.get(session_id)
+        if opened is not None:
+            key = opened[0]
+        elif looks_like_session_id(session_id):
+            key = store_key(SESSION, session_id)
+        else:
+            return None
         blob = self.store.get(key)
         if blob is None:
-            self._opened.pop(key, None)
+            if opened is not None:
+                self._opened.pop(session_id, None)
             return None
-        opened = self._opened.get(key)
-        if opened is not None and (opened[0] is blob or opened[0] == blob):
-            view, created, seen = opened[1], opened[2], opened[3]
+        if opened is not None and (opened[1] is blob or opened[1] == blob):
+            view, created, seen = opened[2], opened[3], opened[4]
         else:
             unsealed = unseal(SESSION, session_id, blob)
             if unsealed is None:
+                self._opened.pop(session_id, None)
                 return None
             view = SessionView(unsealed, Identity.from_session(unsealed))
             created, seen = float(unsealed.get("created", 0)), float(unsealed.get("seen", 0))
-            remember(self._opened, key, (blob, view, created, seen), SESSION_CACHE_SIZE)
+            remember(self._opened, session_id, (key, blob, view, created, seen), SESSION_CACHE_SIZE)
         s = self.settings
         now = self.clock()
         if now - created >= s.session_max_age:
-            self._forget(key)
+            self._forget(session_id, key)
             return SessionView(view.record, view.identity, ended="max_age")
         if now - seen >= s.session_idle_timeout:
-            self._forget(key)
+            self._forget(session_id, key)
             return SessionView(view.record, view.identity, ended="idle")
         if now - seen >= s.session_idle_timeout / 10:
             record = {**view.record, "seen": now}  # cached records are shared: never mutate them
             fresh = seal(SESSION, session_id, record)
             self.store.put(key, fresh, min(s.session_idle_timeout, s.session_max_age - (now - created)) + EXPIRY_GRACE)
             view = SessionView(record, view.identity)
-            remember(self._opened, key, (fresh, view, created, now), SESSION_CACHE_SIZE)
+            remember(self._opened, session_id, (key, fresh, view, created, now), SESSION_CACHE_SIZE)
         return view
 
-    def _forget(self, key: str) -> None:
-        self._opened.pop(key, None)
+    def _forget(self, session_id: str, key: str) -> None:
+        self._opened.pop(session_id, None)
         self.store.delete(key)
 
     def end_session(self, session_id: str | None) -> dict[str, Any] | None:
@@ -363,7 +371,7 @@ class Flow:
             return None
         assert session_id is not None
         key = store_key(SESSION, session_id)
-        self._opened.pop(key, None)
+        self._opened.pop(session_id, None)
         blob = self.store.take(key)
         return unseal(SESSION, session_id, blob) if blob is not None else None
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -287,3 +288,45 @@ def test_dot_segments_cannot_turn_a_protected_path_public(tmp_path: Path, path: 
         assert response.status == 302, path
         assert s.calls == []
         connection.close()
+
+
+def test_dot_segment_paths_stay_protected_on_every_request(tmp_path: Path) -> None:
+    """Each path's judgement is remembered after its first request: the hundredth visit of a
+    tricky path is judged as strictly as the first, and public paths stay public."""
+    import http.client
+    with dev_stack(tmp_path, settings={"protected_paths": "/private", "public_paths": "/public"}) as s:
+        host, port = s.base.removeprefix("http://").split(":")
+        connection = http.client.HTTPConnection(host, int(port), timeout=10)
+        for _ in range(100):
+            for path, status in (("/public/../private/x", 302), ("//private/x", 302), ("/public/x", 200),
+                                 ("/public/./x", 200), ("/private/../public/x", 302)):
+                connection.request("GET", path, headers={"Accept": "text/html"})
+                response = connection.getresponse()
+                response.read()
+                assert response.status == status, path
+        assert {c["path"] for c in s.calls} == {"/public/x", "/public/./x"}
+        connection.close()
+
+
+def test_the_app_may_change_its_claims_without_touching_the_next_request(tmp_path: Path) -> None:
+    """The claims dicts in environ are the app's own: a change made while handling one request
+    (the session's opened copy is shared by every request of the session) never shows in the next."""
+    seen: list[dict[str, Any]] = []
+
+    def meddling_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        claims, id_claims = environ["fcplus.claims"], environ["fcplus.id_token_claims"]
+        assert type(claims) is dict and type(id_claims) is dict
+        seen.append({"family_name": claims.get("family_name"), "acr": id_claims.get("acr")})
+        claims["family_name"] = "CHANGED"
+        id_claims["acr"] = "changed"
+        claims.clear()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    with dev_stack(tmp_path, app=meddling_app) as s:
+        browser = s.browser()
+        assert browser.sign_in("/private/page").status_code == 200
+        for _ in range(3):
+            assert browser.get("/private/page").status_code == 200
+        assert len(seen) == 4
+        assert all(entry == {"family_name": "MARTIN", "acr": "eidas2"} for entry in seen), seen
