@@ -24,13 +24,14 @@ from .client import ProviderClient
 from .errors import FlowError
 from .events import EventBus, FlowEvent, stdlib_log_subscriber
 from .flow import Flow, new_correlation_id
-from .identity import ENVIRON_KEY, Identity
+from .identity import ENVIRON_KEY, Identity, mutable_copy
 from .keys import KeyFileError, ServiceKeys, load_keys_file
 from .links import MIDDLEWARE_KEY
 from .pages import Pages, PageTemplateError, secure
 from .providers import EIDAS_ORDER, acr_satisfies
 from .settings import ConfigError, Settings, parse_settings
 from .stores import Store, StoreError, open_store
+from .stores.base import remember
 
 if TYPE_CHECKING:
     from .observability import Observability
@@ -155,6 +156,13 @@ def dot_free(path: str) -> str:
     return "/" + "/".join(segments) + ("/" if path.endswith("/") and segments else "")
 
 
+# Judgements of request paths kept per middleware: enough for every route of an app;
+# longer paths (or a scan of random ones) are judged each time, never kept.
+_JUDGED_PATHS = 1024
+_JUDGED_PATH_MAX = 256
+_Judgement = tuple[Callable[[dict[str, Any]], Response] | None, bool, bool, str | None]
+
+
 def _under(path: str, prefixes: tuple[str, ...]) -> bool:
     for prefix in prefixes:
         if prefix == "/" or path == prefix or path.startswith(prefix + "/"):
@@ -223,6 +231,7 @@ class FCPlusMiddleware:
         self._public = tuple(wsgi_path(p) for p in s.public_paths)
         self._protected = tuple(wsgi_path(p) for p in s.protected_paths)
         self._step_up = tuple((wsgi_path(p), acr) for p, acr in s.step_up)
+        self._judged: dict[str, _Judgement] = {}
 
     def _observe_provider_call(self, endpoint: str, seconds: float, outcome: str, reason: str | None = None) -> None:
         extra = {"endpoint": endpoint, "reason": reason} if reason else {"endpoint": endpoint}
@@ -234,26 +243,15 @@ class FCPlusMiddleware:
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         strip_identity(environ)
         environ[MIDDLEWARE_KEY] = self
-        response = self.flow_response(environ)
-        if response is not None:
-            return send(response, environ, start_response)
-
-        s = self.settings
         path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
-        # Judge the path as sent and, when it has dot or empty segments, as an application
-        # resolving them would see it too; the stricter answer wins.
-        if "/." in path or "//" in path:
-            paths: tuple[str, ...] = (path, dot_free(path))
-            public = all(_under(p, self._public) for p in paths)
-            protected = any(_under(p, self._protected) for p in paths)
-        else:  # the usual case, without generators: this runs on every request
-            paths = (path,)
-            public, protected = _under(path, self._public), _under(path, self._protected)
-        need = self._strongest(self.step_up_level(p) for p in paths) if self._step_up else None
+        route, public, protected, need = self._judged.get(path) or self._judge(path)
+        if route is not None:
+            return send(self._serve(route, environ), environ, start_response)
         if public or (need is None and not protected):
             self._attach_optional(environ)
             return self.app(environ, start_response)
 
+        s = self.settings
         session_id = read_cookie(environ, s.cookie_name)
         view = None
         if session_id is not None:
@@ -280,9 +278,31 @@ class FCPlusMiddleware:
         """The response for a flow path (login, callback, logout, ...), or None for any other
         path; framework adapters call this to serve the flow without a second implementation."""
         path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+        route = (self._judged.get(path) or self._judge(path))[0]
+        return None if route is None else self._serve(route, environ)
+
+    def _judge(self, path: str) -> _Judgement:
+        """What a request path is: a flow route, public, protected, the level it demands.
+
+        Judged once per distinct path and remembered (bounded, short paths only), since
+        every request asks and the answer depends on the settings alone. The path is judged
+        as sent and, when it has dot or empty segments, as an application resolving them
+        would see it too; the stricter answer wins."""
         route = self._routes.get(path.rstrip("/") or "/")
-        if route is None:
-            return None
+        if "/." in path or "//" in path:
+            paths: tuple[str, ...] = (path, dot_free(path))
+            public = all(_under(p, self._public) for p in paths)
+            protected = any(_under(p, self._protected) for p in paths)
+        else:
+            paths = (path,)
+            public, protected = _under(path, self._public), _under(path, self._protected)
+        need = self._strongest(self.step_up_level(p) for p in paths) if self._step_up else None
+        judgement = (route, public, protected, need)
+        if len(path) <= _JUDGED_PATH_MAX:
+            remember(self._judged, path, judgement, _JUDGED_PATHS)
+        return judgement
+
+    def _serve(self, route: Callable[[dict[str, Any]], Response], environ: dict[str, Any]) -> Response:
         try:
             return route(environ)
         except Exception:
@@ -309,8 +329,8 @@ class FCPlusMiddleware:
         environ[ENVIRON_KEY] = ident
         environ["REMOTE_USER"] = ident.sub
         # Fresh dicts per request: the Identity is shared by the session cache and read-only.
-        environ["fcplus.claims"] = dict(ident.claims)
-        environ["fcplus.id_token_claims"] = dict(ident.id_token_claims)
+        environ["fcplus.claims"] = mutable_copy(ident.claims)
+        environ["fcplus.id_token_claims"] = mutable_copy(ident.id_token_claims)
 
     def _attach_optional(self, environ: dict[str, Any]) -> None:
         """On public paths, say who is signed in when that is cheap and safe to know."""

@@ -177,3 +177,30 @@ def test_wants_redirect_override_modes() -> None:
     assert wants_redirect(script, "redirect") is True
     assert wants_redirect(NAVIGATION, "401") is False
     assert wants_redirect(NAVIGATION, "auto") is True
+
+
+def test_remembered_path_judgements_are_bounded_and_long_paths_never_kept() -> None:
+    """A scan of random paths must not grow the per-path judgements without limit."""
+    from fcplus_wsgi.middleware import _JUDGED_PATH_MAX, _JUDGED_PATHS, FCPlusMiddleware
+
+    calls: list[str] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        calls.append(environ["PATH_INFO"])
+        start_response("200 OK", [])
+        return []
+
+    mw = FCPlusMiddleware(app, {"issuer": "http://127.0.0.1:9", "client_id": "c", "client_secret": "s",
+                                "redirect_uri": "http://127.0.0.1:8000/cb", "session_store": "memory://",
+                                "cookie_secure": "false", "protected_paths": "/private"})
+    for i in range(3 * _JUDGED_PATHS):
+        environ = base_environ()
+        environ["PATH_INFO"] = f"/public/{i}"
+        mw(environ, lambda status, headers, exc_info=None: None)
+    assert len(mw._judged) <= _JUDGED_PATHS
+    long_path = "/public/" + "x" * _JUDGED_PATH_MAX
+    environ = base_environ()
+    environ["PATH_INFO"] = long_path
+    mw(environ, lambda status, headers, exc_info=None: None)
+    assert long_path not in mw._judged
+    assert len(calls) == 3 * _JUDGED_PATHS + 1
