@@ -8,10 +8,16 @@ any server-side session costs. Before and after each run a probe checks that the
 wrapped app really saw the signed-in user (a redirect would be cheaper than a session
 and must not pass for one). Configurations take turns, round after round, and the
 figure is the median of the rounds; the baseline is the bare app on the same server.
+
+Then, where the difference comes from: each app (bare, and wrapped per store) is served
+once more with every WSGI call timed on its thread's CPU clock inside the server, so the
+middleware's own cost between real requests is read directly, not inferred from two
+noisy totals.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -89,6 +95,32 @@ def _raw_read_spec(ctx: Any, name: str) -> dict[str, Any] | None:
     return None
 
 
+# Of each server process's timed calls, the first ones (the probe, the one-second warm-up
+# and then some) are left out: the figure is about a server in its stride.
+_CALLS_SKIPPED = 0.3
+
+
+def call_times(ctx: Any, server: str, name: str, config: dict[str, Any], cookie: str) -> dict[str, Any] | None:
+    """Median thread CPU of one WSGI call of this app inside this server, under wrk's load."""
+    prefix = ctx.workdir / f"calls-{server}-{name}"
+    for old in ctx.workdir.glob(prefix.name + ".*"):
+        old.unlink()
+    timed = {**config, "time_calls": str(prefix)}
+    with ExitStack() as stack:
+        if server == "waitress":
+            proc = stack.enter_context(waitress_process(ctx.workdir, {**timed, "threads": 4}))
+        else:
+            proc = stack.enter_context(gunicorn_process(ctx.workdir, timed, ctx.gunicorn_workers, HOT_PATH, cookie))
+        if not ctx.quick:
+            wrk(proc.base + HOT_PATH, cookie, duration=1, connections=ctx.connections)
+        wrk(proc.base + HOT_PATH, cookie, duration=ctx.duration, connections=ctx.connections)
+    samples: list[float] = []
+    for path in ctx.workdir.glob(prefix.name + ".*"):
+        calls = json.loads(path.read_text())
+        samples += [ns / 1000 for ns in calls[int(len(calls) * _CALLS_SKIPPED):]]
+    return {"call_us": median(samples), "calls": len(samples)} if samples else None
+
+
 def run(ctx: Any) -> dict[str, Any]:
     if not wrk_available():
         return {"skipped": "wrk is not installed (Debian package wrk)"}
@@ -145,6 +177,12 @@ def run(ctx: Any) -> dict[str, Any]:
                 "non_2xx": sum(r["non_2xx"] for r in rounds), "socket_errors": sum(r["socket_errors"] for r in rounds),
             }
             entry[name]["ok"] = name not in ctx.throughput_stores or met(entry[name])
+        timed = {name: call_times(ctx, server, name, config, cookie)
+                 for name, config in configs.items() if not name.startswith("read:")}
+        bare_call = (timed.get("bare") or {}).get("call_us")
+        for name, calls in timed.items():
+            if calls is not None and bare_call is not None:
+                entry[name].update(calls, call_added_us=calls["call_us"] - bare_call)
         result["servers"][server] = {"workers": 1 if server == "waitress" else ctx.gunicorn_workers,
                                      "threads": 4 if server == "waitress" else 1, "apps": entry}
     return result
@@ -170,6 +208,16 @@ def report(result: dict[str, Any], out: Callable[[str], None]) -> None:
                 f"{e.get('cpu_us') or float('nan'):11.0f} {cpu_ratio}  {verdict}{errors}")
     for server in result["skipped_servers"]:
         out(f"   {server}: not installed, skipped")
+    timed = [(server, info, name, e) for server, info in result["servers"].items()
+             for name, e in info["apps"].items() if e.get("call_us") is not None]
+    if timed:
+        out("   where the difference comes from: thread CPU of one WSGI call inside the server under the same load "
+            "(median over the calls of a separate run)")
+        out(f"   {'server':22} {'app':12} {'call us':>9} {'added us':>9} {'calls':>8}")
+        for server, info, name, e in timed:
+            label = f"{server} ({info['workers']}w x {info['threads']}t)"
+            added = "" if name == "bare" else f"{e['call_added_us']:9.1f}"
+            out(f"   {label:22} {name:12} {e['call_us']:9.1f} {added:>9} {e['calls']:8d}")
     out("   read:STORE = the bare app plus one raw read of the session entry per request (plain sqlite3 / redis-py)")
     out(f"   target: wrapped/bare >= {TARGET_RATIO:.2f} with sqlite, in req/s and in CPU per request. 'CPU us/req': "
         "CPU of the server process(es) per request (/proc), the")

@@ -44,6 +44,9 @@ def test_quick_benchmark_runs_every_part_and_reports_ratios(tmp_path: Path) -> N
         apps = r["throughput"]["servers"]["waitress"]["apps"]
         assert apps["bare"]["ratio"] == 1.0 and _finite(apps["sqlite"]["ratio"])
         assert apps["sqlite"]["non_2xx"] == 0 and apps["sqlite"]["socket_errors"] == 0
+        # The middleware's CPU per call inside the server, from calls timed in the server processes.
+        assert apps["bare"]["calls"] > 0 and apps["sqlite"]["calls"] > 0
+        assert _finite(apps["sqlite"]["call_us"]) and _finite(apps["sqlite"]["call_added_us"])
     else:
         assert "wrk" in r["throughput"]["skipped"]
 

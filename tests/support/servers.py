@@ -42,7 +42,7 @@ class LateApp:
 def serve_wsgi(app: Any, port: int | None = None, threads: int = 8) -> Iterator[str]:
     """Serve `app` on 127.0.0.1 in a thread; yields the base URL (no trailing slash)."""
     server = create_server(app, host="127.0.0.1", port=port or 0, threads=threads, ident="test")
-    bound_port = server.socket.getsockname()[1]  # type: ignore[union-attr]
+    bound_port = server.socket.getsockname()[1]
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
