@@ -226,7 +226,7 @@ def main(argv: list[str]) -> int:
     thread.start()
     print("ready", flush=True)
     sys.stdin.read()  # the parent closes our stdin to stop us
-    server.task_dispatcher.shutdown()  # requests still in flight finish before the trigger closes
+    server.task_dispatcher.shutdown(cancel_pending=False)  # requests in flight finish before the trigger closes
     server.close()
     if profiled is not None:
         profiled.dump(config["profile"])
