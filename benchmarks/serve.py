@@ -129,6 +129,17 @@ class CallTimes:
         Path(f"{self.prefix}.{os.getpid()}").write_text(json.dumps(self.samples))
 
 
+def timed_if_asked(app: Callable[..., Iterable[bytes]], config: dict[str, Any]) -> Callable[..., Iterable[bytes]]:
+    """The app, its calls timed when the config says where to write them. Written at exit,
+    which both servers reach normally: waitress's process returns from main, a gunicorn
+    sync worker leaves through sys.exit on SIGTERM."""
+    if not config.get("time_calls"):
+        return app
+    timed = CallTimes(app, config["time_calls"])
+    atexit.register(timed.dump)
+    return timed
+
+
 def raw_read_app(spec: dict[str, Any], session_id: str) -> Callable[..., Iterable[bytes]]:
     """The bare app plus one raw read of the session entry per request (plain sqlite3 or
     redis-py, no fcplus_wsgi code): what any server-side session costs at the least."""
@@ -203,12 +214,7 @@ class Control:
 def gunicorn_app() -> Any:
     """The app gunicorn serves; each worker builds (and seeds) its own, as in production."""
     config = json.loads(Path(os.environ[CONFIG_ENV]).read_text())
-    app = build(config)
-    if config.get("time_calls"):
-        timed = CallTimes(app, config["time_calls"])
-        atexit.register(timed.dump)  # a sync worker leaves through sys.exit on SIGTERM
-        return timed
-    return app
+    return timed_if_asked(build(config), config)
 
 
 def main(argv: list[str]) -> int:
@@ -216,9 +222,7 @@ def main(argv: list[str]) -> int:
     # under a load generator is every other request: that is the point, not news.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     config = json.loads(Path(argv[0]).read_text())
-    app = timed = build(config)
-    if config.get("time_calls"):
-        app = timed = CallTimes(app, config["time_calls"])
+    app = timed_if_asked(build(config), config)
     profiled = Profiled(app) if config.get("profile") else None
     server = create_server(Control(profiled or app, profiled), host=LOOPBACK, port=int(config["port"]),
                            threads=int(config.get("threads", 4)), ident="bench", connection_limit=1000)
@@ -232,8 +236,6 @@ def main(argv: list[str]) -> int:
         profiled.dump(config["profile"])
     if config.get("events"):
         STEP_TIMES.dump(config["events"])
-    if isinstance(timed, CallTimes):
-        timed.dump()
     return 0
 
 

@@ -22,7 +22,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Callable
-from contextlib import ExitStack
+from contextlib import AbstractContextManager, ExitStack
 from typing import Any
 
 import requests
@@ -95,6 +95,13 @@ def _raw_read_spec(ctx: Any, name: str) -> dict[str, Any] | None:
     return None
 
 
+def serve(ctx: Any, server: str, config: dict[str, Any], cookie: str) -> AbstractContextManager[Running]:
+    """One app in its own server process: waitress with 4 threads, or gunicorn's sync workers."""
+    if server == "waitress":
+        return waitress_process(ctx.workdir, {**config, "threads": 4})
+    return gunicorn_process(ctx.workdir, config, ctx.gunicorn_workers, HOT_PATH, cookie)
+
+
 # Of each server process's timed calls, the first ones (the probe, the one-second warm-up
 # and then some) are left out: the figure is about a server in its stride.
 _CALLS_SKIPPED = 0.3
@@ -106,11 +113,7 @@ def call_times(ctx: Any, server: str, name: str, config: dict[str, Any], cookie:
     for old in ctx.workdir.glob(prefix.name + ".*"):
         old.unlink()
     timed = {**config, "time_calls": str(prefix)}
-    with ExitStack() as stack:
-        if server == "waitress":
-            proc = stack.enter_context(waitress_process(ctx.workdir, {**timed, "threads": 4}))
-        else:
-            proc = stack.enter_context(gunicorn_process(ctx.workdir, timed, ctx.gunicorn_workers, HOT_PATH, cookie))
+    with serve(ctx, server, timed, cookie) as proc:
         if not ctx.quick:
             wrk(proc.base + HOT_PATH, cookie, duration=1, connections=ctx.connections)
         wrk(proc.base + HOT_PATH, cookie, duration=ctx.duration, connections=ctx.connections)
@@ -143,11 +146,7 @@ def run(ctx: Any) -> dict[str, Any]:
         with ExitStack() as stack:
             running: dict[str, Running] = {}
             for name, config in configs.items():
-                if server == "waitress":
-                    running[name] = stack.enter_context(waitress_process(ctx.workdir, {**config, "threads": 4}))
-                else:
-                    running[name] = stack.enter_context(gunicorn_process(
-                        ctx.workdir, config, ctx.gunicorn_workers, HOT_PATH, cookie))
+                running[name] = stack.enter_context(serve(ctx, server, config, cookie))
             for name, proc in running.items():
                 probe(proc.base, cookie, "ok" if name in ctx.throughput_stores else "anon")
                 if not ctx.quick:  # warm every process: connections, caches, JIT-free but cold CPU caches
