@@ -18,8 +18,10 @@ from typing import Any
 from jwcrypto import jwk
 
 # JWE key-management algorithms each key type can serve. RSA-OAEP (SHA-1) is what FC+
-# documents; RSA-OAEP-256 is accepted for other providers. ECDH-ES is direct key
-# agreement on P-256, as FC+ uses it.
+# documents; RSA-OAEP-256 is also in the FC+ core's id_token and userinfo lists and is what
+# other providers often choose. ECDH-ES is direct key agreement on P-256, as FC+ uses it.
+# A key that declares `alg` serves only that one; a key without `alg` serves every
+# algorithm of its type listed here (RFC 7517 4.4: `alg` is optional).
 RSA_ENC_ALGS = ("RSA-OAEP", "RSA-OAEP-256")
 EC_ENC_ALGS = ("ECDH-ES",)
 
@@ -28,17 +30,25 @@ class KeyFileError(ValueError):
     """A keys file that cannot serve: the message names the file and the fix."""
 
 
-def _with_kid(key: jwk.JWK, use: str, alg: str) -> dict[str, Any]:
+def _with_kid(key: jwk.JWK, use: str, alg: str | None) -> dict[str, Any]:
+    """The private JWK as a dict with kid (RFC 7638 thumbprint), use and, when given, alg."""
     data: dict[str, Any] = json.loads(key.export_private())
     data["kid"] = key.thumbprint()
     data["use"] = use
-    data["alg"] = alg
+    if alg is not None:
+        data["alg"] = alg
     return data
 
 
 def generate_rsa_encryption_key(size: int = 3072) -> dict[str, Any]:
-    """A private RSA JWK for RSA-OAEP / RSA-OAEP-256 decryption (kid = RFC 7638 thumbprint)."""
-    return _with_kid(jwk.JWK.generate(kty="RSA", size=size), "enc", "RSA-OAEP")
+    """A private RSA JWK with `use: enc` and no `alg` (kid = RFC 7638 thumbprint).
+
+    No `alg` on purpose: providers pick the client's encryption key by alg, use and kty
+    (node oidc-provider, which FC+'s core runs, takes a key without alg as a candidate for
+    any RSA alg, but one with alg only for that alg). Pinned to RSA-OAEP, a provider that
+    chose RSA-OAEP-256 found no key at all. One key without alg serves both OAEP variants;
+    ServiceKeys.decryption_keys limits it to RSA_ENC_ALGS on our side."""
+    return _with_kid(jwk.JWK.generate(kty="RSA", size=size), "enc", None)
 
 
 def generate_ec_encryption_key() -> dict[str, Any]:
@@ -115,16 +125,23 @@ class ServiceKeys:
         return json.dumps(self.public, separators=(",", ":")).encode()
 
     def decryption_keys(self, kid: str | None, alg: str | None) -> tuple[Any, ...]:
-        """Private keys (`cryptography` objects) that may decrypt a JWE with this header kid and alg."""
+        """Private keys (`cryptography` objects) that may decrypt a JWE with this header kid and alg.
+
+        A candidate has the kty `alg` needs, a `use` that allows decryption (jwcrypto's
+        check in operation_keys), the JWE's kid when it names one, and either no `alg` or
+        exactly this one: a key must never serve an algorithm it was not published for."""
         known = self._found.get((kid, alg))
         if known is not None:
             return known
         kty = "RSA" if alg in RSA_ENC_ALGS else "EC" if alg in EC_ENC_ALGS else None
         if kty is None:
             return ()
+        # A key's declared alg is binding (RFC 7517 4.4): a key published for RSA-OAEP never
+        # opens an RSA-OAEP-256 JWE. A key without alg serves every alg of its kty.
         found = tuple(
             private for key, private in zip(self.keys, self._private, strict=True)
-            if private is not None and key.get("kty") == kty and (kid is None or key.get("kid") == kid))
+            if private is not None and key.get("kty") == kty and key.get("alg") in (None, alg)
+            and (kid is None or key.get("kid") == kid))
         if found:
             self._found[(kid, alg)] = found
         return found
