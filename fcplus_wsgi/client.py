@@ -21,6 +21,7 @@ import requests
 
 from . import strictjson
 from .errors import FlowError, token_error, userinfo_error
+from .providers import GENERIC_WIRE, WireProfile
 from .tokens import ProviderKeys
 
 DISCOVERY_TTL = 3600.0
@@ -62,8 +63,10 @@ class ProviderClient:
     def __init__(self, issuer: str, *, timeout: float = 10.0, ca_bundle: str | None = None,
                  max_bytes: int = 1 << 20, jwks_refresh_interval: float = 2.0,
                  clock: Callable[[], float] = time.monotonic, session: requests.Session | None = None,
-                 observe: Observer | None = None) -> None:
+                 observe: Observer | None = None, wire: WireProfile = GENERIC_WIRE) -> None:
         self.issuer = issuer
+        # What the platform's token and revocation routes accept (providers.WireProfile).
+        self.wire = wire
         self.timeout = (min(timeout, 5.0), timeout)
         self.verify: bool | str = ca_bundle or True
         self.max_bytes = max_bytes
@@ -231,15 +234,10 @@ class ProviderClient:
     def exchange_code(self, *, code: str, redirect_uri: str, client_id: str, client_secret: str,
                       auth_method: str, code_verifier: str | None) -> dict[str, Any]:
         data = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}
-        auth = None
-        if auth_method == "client_secret_basic":
-            # RFC 6749 2.3.1: form-urlencode the id and secret before Basic encoding.
-            auth = (quote(client_id, safe=""), quote(client_secret, safe=""))
-        else:
-            data["client_id"] = client_id
-            data["client_secret"] = client_secret
+        auth = self._client_auth(data, client_id, client_secret, auth_method)
         if code_verifier:
             data["code_verifier"] = code_verifier
+        self.wire.check("token", data)
         result = self._request("token", "POST", self.metadata().token_endpoint, data=data, auth=auth,
                                headers={"Accept": "application/json"})
         if result.status in (400, 401) and result.content_type == "application/json":
@@ -278,19 +276,34 @@ class ProviderClient:
             raise FlowError("provider_http_error", detail=f"userinfo HTTP {result.status}")
         return result
 
-    def revoke(self, token: str, *, client_id: str, client_secret: str, auth_method: str) -> bool:
-        """RFC 7009 revocation of an access token; True when the provider accepted it."""
+    def revoke(self, token: str, *, client_id: str, client_secret: str, auth_method: str) -> int | None:
+        """RFC 7009 revocation of an access token: the provider's HTTP status, None when it
+        offers no revocation endpoint.
+
+        The FranceConnect and ProConnect cores validate the body against exactly `token`,
+        `client_id` and `client_secret` and refuse anything else, `token_type_hint`
+        included; only a generic provider gets the hint.
+        """
         endpoint = self.metadata().revocation_endpoint
         if endpoint is None:
-            return False
-        data = {"token": token, "token_type_hint": "access_token"}
-        auth = None
+            return None
+        data = {"token": token}
+        if "token_type_hint" in self.wire.revocation:
+            data["token_type_hint"] = "access_token"
+        auth = self._client_auth(data, client_id, client_secret, auth_method)
+        self.wire.check("revocation", data)
+        return self._request("revocation", "POST", endpoint, data=data, auth=auth).status
+
+    @staticmethod
+    def _client_auth(data: dict[str, str], client_id: str, client_secret: str,
+                     auth_method: str) -> tuple[str, str] | None:
+        """client_secret_post puts the credentials in the body; client_secret_basic returns
+        them for the Authorization header, form-urlencoded first (RFC 6749 2.3.1)."""
         if auth_method == "client_secret_basic":
-            auth = (quote(client_id, safe=""), quote(client_secret, safe=""))
-        else:
-            data.update(client_id=client_id, client_secret=client_secret)
-        result = self._request("revocation", "POST", endpoint, data=data, auth=auth)
-        return result.status == 200
+            return (quote(client_id, safe=""), quote(client_secret, safe=""))
+        data["client_id"] = client_id
+        data["client_secret"] = client_secret
+        return None
 
     def close(self) -> None:
         self._http.close()

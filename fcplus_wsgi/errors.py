@@ -116,6 +116,9 @@ _add("provider_bad_response", _C.PROVIDER_UNAVAILABLE, 502, _UNAVAIL_FR, _UNAVAI
      "The provider answered with a body that is not the expected JSON or JWT.", True)
 _add("provider_response_too_large", _C.PROVIDER_UNAVAILABLE, 502, _UNAVAIL_FR, _UNAVAIL_EN,
      "The provider's response exceeded the size cap.", True)
+_add("revocation_refused", _C.PROVIDER_UNAVAILABLE, 502, _UNAVAIL_FR, _UNAVAIL_EN,
+     "The provider refused to revoke the access token at logout (HTTP status in the log). The local session is "
+     "ended anyway; check the client credentials and that nothing outside the platform's wire profile was sent.", True)
 _add("discovery_issuer_mismatch", _C.MISCONFIGURED, 502, _MISCONF_FR, _MISCONF_EN,
      "The discovery document names another issuer than the configured one: check `issuer`/`provider`.", False)
 _add("discovery_invalid", _C.MISCONFIGURED, 502, _MISCONF_FR, _MISCONF_EN,
@@ -165,6 +168,11 @@ _add("store_unavailable", _C.PROVIDER_UNAVAILABLE, 503,
      "Le service de connexion est momentanément indisponible. Réessayez dans quelques instants.",
      "The sign-in service is momentarily unavailable. Try again in a moment.",
      "The session store failed (database locked, disk full, Redis down). Public paths keep working.", True)
+_add("login_parameter_invalid", _C.SECURITY, 400,
+     "Le lien de connexion que vous avez suivi contient un paramètre invalide. Recommencez la connexion depuis le service.",
+     "The sign-in link you followed carries an invalid parameter. Start signing in again from the service.",
+     "A login path query parameter (acr, prompt, idp_hint, login_hint, siret_hint) is malformed, repeated, or not "
+     "accepted by this provider; nothing was sent to the provider.", True)
 _add("return_to_invalid", _C.SECURITY, 400, _SECURITY_FR, _SECURITY_EN,
      "The return-to target is not a same-origin path; it was refused (open redirect attempt).", True)
 _add("internal_error", _C.MISCONFIGURED, 500, _MISCONF_FR, _MISCONF_EN,

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from . import strictjson
-from .authorize import authorization_url, new_code_verifier, s256_challenge
+from .authorize import authorization_params, authorization_url, new_code_verifier, s256_challenge
 from .client import ProviderClient
 from .errors import FlowError, authorization_error
 from .events import EventBus, FlowEvent
@@ -42,7 +42,14 @@ from .sessions import (
 from .settings import Settings
 from .stores import Store, StoreError
 from .stores.base import remember
-from .tokens import Expected, UnknownSigningKey, open_token, validate_id_token, validate_userinfo
+from .tokens import (
+    Expected,
+    SignatureMismatch,
+    UnknownSigningKey,
+    open_token,
+    validate_id_token,
+    validate_userinfo,
+)
 
 # Callback parameters: generous caps, far below what would hurt, far above real values.
 _PARAM_CAPS = {"state": 128, "code": 4096, "error": 128, "error_description": 2048, "error_uri": 2048,
@@ -58,6 +65,24 @@ def new_correlation_id() -> str:
 class LoginStart:
     url: str
     browser_secret: str
+
+
+# Answers to a silent login (prompt=none) that mean "the user must interact": the login
+# starts again, interactively, by itself (ProConnect documents exactly this fallback).
+SILENT_FALLBACK_ERRORS = frozenset({"login_required", "interaction_required", "consent_required",
+                                    "account_selection_required"})
+
+
+class SilentLoginFailed(Exception):
+    """A silent login came back with an interaction error: start an interactive one for the
+    same return-to, level and hints (the callback failure was already counted)."""
+
+    def __init__(self, error: FlowError, return_to: str, acr: tuple[str, ...], hints: dict[str, str]) -> None:
+        super().__init__("silent login needs interaction")
+        self.error = error
+        self.return_to = return_to
+        self.acr = acr
+        self.hints = hints
 
 
 @dataclass(frozen=True)
@@ -146,25 +171,46 @@ class Flow:
 
     # -- login ----------------------------------------------------------------------------------
     def start_login(self, *, return_to: str, browser_secret: str | None, acr_values: Sequence[str] | None = None,
-                    request_id: str | None = None) -> LoginStart:
+                    request_id: str | None = None, prompt: str | None = None,
+                    hints: Mapping[str, str] | None = None) -> LoginStart:
+        """Create the pending login and the authorization URL.
+
+        `prompt` (per login, e.g. none for a silent attempt) replaces the configured one,
+        and "" sends none;
+        `hints` are already validated login hints the platform accepts. PKCE follows the
+        wire profile (or the pkce setting), never discovery alone: FranceConnect's
+        discovery advertises S256 while its core refuses code_challenge.
+        """
         cid = new_correlation_id()
-        acr = tuple(acr_values) if acr_values else self.settings.acr_values
+        s = self.settings
+        acr = tuple(acr_values) if acr_values else s.acr_values
+        # None: the configured prompt; "" (the interactive retry of a silent login): none at all.
+        prompt = (s.prompt if prompt is None else prompt) or None
         with self._step("login_redirect", cid, request_id):
             metadata = self.client.metadata()
             state, nonce = new_state(), new_state()
-            verifier = new_code_verifier() if "S256" in metadata.code_challenge_methods else None
+            use_pkce = s.pkce if s.pkce is not None else "S256" in metadata.code_challenge_methods
+            verifier = new_code_verifier() if use_pkce else None
             if not looks_like_session_id(browser_secret):
                 browser_secret = new_session_id()
             assert browser_secret is not None
-            record = {"nonce": nonce, "verifier": verifier, "return_to": return_to, "acr": list(acr),
-                      "bind": binding_hash(browser_secret), "cid": cid, "t": self.clock()}
+            try:
+                params = authorization_params(
+                    s.wire, client_id=s.client_id, redirect_uri=s.redirect_uri, scopes=s.scopes, state=state,
+                    nonce=nonce, acr_values=acr, prompt=prompt, claims=s.claims,
+                    code_challenge=s256_challenge(verifier) if verifier else None, hints=hints)
+            except ValueError as exc:
+                raise FlowError("login_parameter_invalid", detail=str(exc)) from None
+            record: dict[str, Any] = {"nonce": nonce, "verifier": verifier, "return_to": return_to,
+                                      "acr": list(acr), "bind": binding_hash(browser_secret), "cid": cid,
+                                      "t": self.clock()}
+            if prompt == "none":
+                record["silent"] = True
+            if hints:
+                record["hints"] = dict(hints)
             self.store.put(store_key(PENDING_LOGIN, state), seal(PENDING_LOGIN, state, record),
-                           self.settings.pending_login_ttl)
-            url = authorization_url(
-                metadata.authorization_endpoint, client_id=self.settings.client_id,
-                redirect_uri=self.settings.redirect_uri, scopes=self.settings.scopes, state=state, nonce=nonce,
-                acr_values=acr, prompt=self.settings.prompt, claims=self.settings.claims,
-                code_challenge=s256_challenge(verifier) if verifier else None)
+                           s.pending_login_ttl)
+            url = authorization_url(metadata.authorization_endpoint, params)
         return LoginStart(url=url, browser_secret=browser_secret)
 
     @staticmethod
@@ -200,6 +246,10 @@ class Flow:
             exc.correlation_id = cid
             self._emit("callback", "failure", cid, request_id, started=started, error=exc)
             raise
+        except SilentLoginFailed as silent:
+            cid = silent.error.correlation_id or cid
+            self._emit("callback", "failure", cid, request_id, started=started, error=silent.error)
+            raise
         cid = str(pending["cid"])
         self._emit("callback", "success", cid, request_id, started=started)
         try:
@@ -227,7 +277,13 @@ class Flow:
             if "iss" in p and p["iss"] != self.settings.issuer:
                 raise FlowError("issuer_mismatch_callback")
             if "error" in p:
-                raise authorization_error(p["error"], p.get("error_description"))
+                error = authorization_error(p["error"], p.get("error_description"))
+                if pending.get("silent") and error.code in SILENT_FALLBACK_ERRORS:
+                    error.correlation_id = str(pending.get("cid") or "") or None
+                    raise SilentLoginFailed(
+                        error, str(pending.get("return_to") or "/"), tuple(pending.get("acr") or ()),
+                        {str(k): str(v) for k, v in (pending.get("hints") or {}).items()})
+                raise error
             if not p.get("code"):
                 raise FlowError("callback_malformed", detail="no code and no error")
         except FlowError as exc:
@@ -278,12 +334,17 @@ class Flow:
                          correlation_id=cid)
 
     def _open(self, token: Any, prefix: str, algs: Sequence[str]) -> tuple[dict[str, Any], str]:
-        """Decrypt and verify, refetching the provider JWKS once on an unknown kid."""
+        """Decrypt and verify, refetching the provider JWKS once on an unknown kid, and on a
+        signature that does not verify where the platform asks for that (FranceConnect
+        rotates keys and tells relying parties to refetch and retry once). The refetch is
+        rate-limited by the client either way."""
         kwargs = {"service_keys": self.keys, "policy": self.settings.policy, "algs": algs, "prefix": prefix,
                   "client_secret": self.settings.client_secret if self.settings.allow_hs256 else None}
         try:
             return open_token(token, provider=self.client.keys(), **kwargs)  # type: ignore[arg-type]
-        except UnknownSigningKey:
+        except (UnknownSigningKey, SignatureMismatch) as exc:
+            if isinstance(exc, SignatureMismatch) and not self.settings.policy.refetch_jwks_on_bad_signature:
+                raise
             fresh = self.client.refresh_keys_for_unknown_kid()
             if fresh is None:
                 raise
@@ -400,11 +461,14 @@ class Flow:
         if access_token and metadata.revocation_endpoint:
             try:
                 with self._step("revocation", cid, request_id):
-                    if not self.client.revoke(str(access_token), client_id=s.client_id,
-                                              client_secret=s.client_secret, auth_method=s.token_endpoint_auth_method):
-                        raise FlowError("provider_http_error", detail="revocation refused")
+                    status = self.client.revoke(str(access_token), client_id=s.client_id,
+                                                client_secret=s.client_secret, auth_method=s.token_endpoint_auth_method)
+                    if status is not None and status != 200:
+                        raise FlowError("revocation_refused", detail=f"revocation HTTP {status}")
             except FlowError:
-                pass  # the local session is gone; FC+ access tokens expire within 60 s anyway
+                # Counted and logged by _step (step=revocation, outcome=failure, its code); the
+                # local session is gone, and platform access tokens expire within 60 s anyway.
+                pass
         if not metadata.end_session_endpoint or not s.post_logout_redirect_uri or not record.get("idt"):
             return landing
         if not looks_like_session_id(browser_secret):
@@ -417,8 +481,9 @@ class Flow:
                            s.pending_login_ttl)
         except StoreError:
             return LogoutStart(s.logout_landing_path, browser_secret)
-        query = urlencode({"id_token_hint": record["idt"], "state": state,
-                           "post_logout_redirect_uri": s.post_logout_redirect_uri})
+        params = {"id_token_hint": record["idt"], "state": state, "post_logout_redirect_uri": s.post_logout_redirect_uri}
+        s.wire.check("end_session", params)
+        query = urlencode(params)
         sep = "&" if "?" in metadata.end_session_endpoint else "?"
         return LogoutStart(metadata.end_session_endpoint + sep + query, browser_secret)
 

@@ -62,14 +62,26 @@ class JoseError(ValueError):
     """A token that cannot be opened or verified; the message is safe to log."""
 
 
+_B64URL_VALUE = {ord(c): i for i, c in enumerate(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")}
+# The bits of a segment's last character that encode nothing: 4 when len % 4 == 2, 2 when 3.
+_UNUSED_BITS_MASK = {2: 0b1111, 3: 0b11}
+
+
 def b64decode(segment: str) -> bytes:
+    """Strict base64url: no padding, no other alphabet, and canonical (the unused low bits
+    of the last character are zero), so each byte string has exactly one encoding and a
+    changed character can never decode to the same bytes."""
     try:
         raw = segment.encode("ascii")
     except UnicodeEncodeError:
         raise JoseError("segment is not base64url") from None
     standard = raw.translate(_TO_STANDARD)
-    if len(raw) % 4 == 1 or b"*" in standard:
+    tail = len(raw) % 4
+    if tail == 1 or b"*" in standard:
         raise JoseError("segment is not base64url")
+    if tail and _B64URL_VALUE[raw[-1]] & _UNUSED_BITS_MASK[tail]:
+        raise JoseError("segment is not canonical base64url")
     return binascii.a2b_base64(standard + b"=" * (-len(raw) % 4))
 
 

@@ -19,16 +19,16 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from webob import Request, Response
 
-from .authorize import safe_return_to
+from .authorize import check_hint, safe_return_to
 from .client import ProviderClient
 from .errors import FlowError
 from .events import EventBus, FlowEvent, stdlib_log_subscriber
-from .flow import Flow, new_correlation_id
+from .flow import Flow, SilentLoginFailed, new_correlation_id
 from .identity import ENVIRON_KEY, Identity, mutable_copy
 from .keys import KeyFileError, ServiceKeys, load_keys_file
-from .links import MIDDLEWARE_KEY
+from .links import MIDDLEWARE_KEY, build_login_url
 from .pages import Pages, PageTemplateError, secure
-from .providers import EIDAS_ORDER, acr_satisfies
+from .providers import EIDAS_ORDER, LOGIN_HINTS, acr_satisfies
 from .settings import ConfigError, Settings, parse_settings
 from .stores import Store, StoreError, open_store
 from .stores.base import remember
@@ -53,6 +53,7 @@ _SPOOFABLE = frozenset({
     "HTTP_X_AUTH_REQUEST_PREFERRED_USERNAME", "HTTP_X_AUTH_REQUEST_ACCESS_TOKEN",
 })
 _SPOOFABLE_PREFIXES = ("fcplus.", "HTTP_X_FCPLUS", "HTTP_FCPLUS", "HTTP_OIDC_", "HTTP_X_OIDC_")
+LOGIN_QUERY_HINTS = LOGIN_HINTS  # query parameters of the login path, named as the platforms name them
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._\-]{1,64}")
 # Set on every request, so adapters further in (fcplus_wsgi.pyramid) know a filter already
 # runs the flow and defer to it. Only in-process code can set a key without the HTTP_ prefix.
@@ -208,7 +209,7 @@ class FCPlusMiddleware:
             store = self.store = self.observability.wrap_store(store)
         self.client = client or ProviderClient(
             s.issuer, timeout=s.http_timeout, ca_bundle=s.ca_bundle, max_bytes=s.max_response_bytes,
-            jwks_refresh_interval=s.jwks_refresh_interval, observe=self._observe_provider_call)
+            jwks_refresh_interval=s.jwks_refresh_interval, observe=self._observe_provider_call, wire=s.wire)
         self.flow = Flow(s, client=self.client, store=store, service_keys=service_keys, bus=bus, clock=clock)
         if pages is None:
             try:
@@ -351,8 +352,7 @@ class FCPlusMiddleware:
         return value if isinstance(value, str) and _REQUEST_ID.fullmatch(value) else None
 
     def _login_url(self, return_to: str, acr: str | None = None) -> str:
-        url = self.settings.login_path + "?return_to=" + quote(return_to, safe="/")
-        return url + "&acr=" + quote(acr, safe="") if acr else url
+        return build_login_url(self.settings, return_to, acr)
 
     def _error_page(self, environ: Mapping[str, Any], exc: FlowError, cid: str, retry: str | None) -> Response:
         return self.pages.error(exc, correlation_id=cid, accept_language=environ.get("HTTP_ACCEPT_LANGUAGE"),
@@ -384,14 +384,15 @@ class FCPlusMiddleware:
         response.location = location
         return secure(response)
 
-    def _begin(self, environ: dict[str, Any], return_to: str, acr: tuple[str, ...] | None = None) -> Response:
+    def _begin(self, environ: dict[str, Any], return_to: str, acr: tuple[str, ...] | None = None, *,
+               prompt: str | None = None, hints: Mapping[str, str] | None = None) -> Response:
         defaults = self.settings.acr_values
         if acr and defaults and all(acr_satisfies(d, acr) for d in defaults):
             acr = None  # a requested level may raise the configured one, never lower it
         browser = read_cookie(environ, self.settings.pending_cookie_name)
         try:
             start = self.flow.start_login(return_to=return_to, browser_secret=browser, acr_values=acr,
-                                          request_id=self._request_id(environ))
+                                          request_id=self._request_id(environ), prompt=prompt, hints=hints)
         except FlowError as exc:
             return self._error_page(environ, exc, exc.correlation_id or new_correlation_id(),
                                     retry=self._login_url(return_to))
@@ -419,22 +420,45 @@ class FCPlusMiddleware:
 
     # -- flow paths -----------------------------------------------------------------------------------
     def _login(self, environ: dict[str, Any]) -> Response:
+        """The login path: `return_to`, and optionally `acr`, `prompt=none` (a silent attempt)
+        and the hints the platform accepts, each checked before anything is sent."""
         request = Request(environ)
         values = request.GET.getall("return_to")
-        acr_values = request.GET.getall("acr")
         raw = values[0] if len(values) == 1 else None if values else "/"
         return_to = safe_return_to(raw) if raw is not None else None
-        if return_to is None or len(acr_values) > 1:
+        if return_to is None:
             return self._refuse(environ, "login_redirect", FlowError("return_to_invalid"), self.settings.login_path)
+        wire = self.settings.wire
+        single: dict[str, str] = {}
+        for name in ("acr", "prompt", *LOGIN_QUERY_HINTS):
+            found = request.GET.getall(name)
+            if len(found) > 1:
+                return self._bad_login_parameter(environ, f"repeated {name}")
+            if found:
+                single[name] = found[0]
         acr = None
-        if acr_values:
+        if "acr" in single:
             allowed = self.settings.policy.acr_values_allowed
-            requested = tuple(acr_values[0].split())
+            requested = tuple(single["acr"].split())
             if not requested or (allowed is not None and not set(requested) <= set(allowed)):
-                return self._refuse(environ, "login_redirect", FlowError("callback_malformed", detail="acr not allowed"),
-                                    self.settings.login_path)
+                return self._bad_login_parameter(environ, "acr not allowed")
             acr = requested
-        return self._begin(environ, return_to, acr)
+        prompt = single.get("prompt")
+        if prompt is not None and (prompt != "none" or "none" not in wire.prompt_values):
+            return self._bad_login_parameter(environ, "prompt not allowed")
+        hints: dict[str, str] = {}
+        for name in LOGIN_QUERY_HINTS:
+            if name in single:
+                problem = (check_hint(name, single[name]) if name in wire.hints
+                           else f"{name} not accepted by {self.settings.provider_name}")
+                if problem:
+                    return self._bad_login_parameter(environ, problem)
+                hints[name] = single[name]
+        return self._begin(environ, return_to, acr, prompt=prompt, hints=hints)
+
+    def _bad_login_parameter(self, environ: dict[str, Any], detail: str) -> Response:
+        return self._refuse(environ, "login_redirect", FlowError("login_parameter_invalid", detail=detail),
+                            self.settings.login_path)
 
     def _callback(self, environ: dict[str, Any]) -> Response:
         s = self.settings
@@ -447,6 +471,11 @@ class FCPlusMiddleware:
             done = self.flow.finish_login(params, browser_secret=browser, request_id=self._request_id(environ))
         except FlowError as exc:
             return self._error_page(environ, exc, exc.correlation_id or new_correlation_id(), retry=s.login_path)
+        except SilentLoginFailed as silent:
+            # The platform needs the user (no SSO session there): ask again, interactively.
+            interactive = s.prompt if s.prompt and s.prompt != "none" else ""
+            return self._begin(environ, silent.return_to, silent.acr or None, prompt=interactive,
+                               hints=silent.hints)
         old = read_cookie(environ, s.cookie_name)
         if old:
             try:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 from markupsafe import Markup
 from pyramid.authorization import ACLHelper, Authenticated, Everyone
@@ -41,6 +41,7 @@ from .errors import FlowError
 from .events import FlowEvent
 from .flow import new_correlation_id
 from .identity import ENVIRON_KEY, Identity
+from .links import build_login_url
 from .middleware import MIDDLEWARE_KEY, FCPlusMiddleware, read_cookie, send, strip_identity, wants_redirect
 from .pages import Pages
 from .providers import EIDAS_ORDER, acr_satisfies
@@ -206,23 +207,22 @@ class FCPlusRequest:
             path += "?" + environ["QUERY_STRING"]
         return safe_return_to(path) or "/"
 
-    def login_url(self, return_to: str | None = None, acr: str | None = None) -> str:
+    def login_url(self, return_to: str | None = None, acr: str | None = None, *, silent: bool = False,
+                  idp_hint: str | None = None, login_hint: str | None = None, siret_hint: str | None = None) -> str:
         """The path that starts a sign-in and comes back to `return_to` (default: this page).
 
         `acr` asks for a higher eIDAS level than the configured one (step-up); it can never
-        lower it.
+        lower it. `silent` and the hints are those of fcplus_wsgi.login_url.
         """
         mw = self._require()
         target = self.current_path() if return_to is None else safe_return_to(return_to)
         if target is None:
             raise ValueError("return_to must be a path on this site, such as /account.")
-        query = {"return_to": target}
-        if acr is not None:
-            if acr not in _levels_allowed(mw):
-                raise ValueError(f"acr {acr!r} is not accepted by {mw.settings.provider_name}; "
-                                 f"use one of {', '.join(_levels_allowed(mw))}.")
-            query["acr"] = acr
-        return mw.settings.login_path + "?" + urlencode(query)
+        if acr is not None and acr not in _levels_allowed(mw):
+            raise ValueError(f"acr {acr!r} is not accepted by {mw.settings.provider_name}; "
+                             f"use one of {', '.join(_levels_allowed(mw))}.")
+        return build_login_url(mw.settings, target, acr, silent=silent, idp_hint=idp_hint, login_hint=login_hint,
+                               siret_hint=siret_hint)
 
     def logout_url(self) -> str:
         """The path that signs out here and at the provider."""

@@ -19,7 +19,17 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import CATALOGUE
-from .providers import EIDAS_ORDER, GENERIC, PRESETS, STANDARD_SIGNING_ALGS, Policy, Preset
+from .providers import (
+    EIDAS_ORDER,
+    GENERIC,
+    STANDARD_SIGNING_ALGS,
+    Policy,
+    Preset,
+    WireProfile,
+    acr_claims_request,
+    find_preset,
+    preset_names,
+)
 
 
 class ConfigError(ValueError):
@@ -34,7 +44,7 @@ KNOWN_KEYS = frozenset({
     "claims", "request_amr", "token_endpoint_auth_method", "unauthenticated", "logout_landing_path",
     "pending_login_ttl", "id_token_signing_algs", "insecure_allow_hs256", "jwks_refresh_interval",
     "metrics", "metrics_path", "metrics_allow", "structlog", "log_format",
-    "max_response_bytes", "step_up", "templates_dir", "messages_file",
+    "max_response_bytes", "step_up", "templates_dir", "messages_file", "pkce", "require_encryption",
 })
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -87,10 +97,18 @@ class Settings:
     # Operator overrides of the pages: a folder of templates, and texts per catalogue code.
     templates_dir: str | None = None
     messages: dict[str, dict[str, str]] = field(default_factory=dict, hash=False)
+    # PKCE: True/False decided by the preset's wire profile (or the `pkce` setting); None
+    # for a generic provider means "when discovery advertises S256".
+    pkce: bool | None = None
 
     @property
     def provider_name(self) -> str:
         return self.preset.name
+
+    @property
+    def wire(self) -> WireProfile:
+        """What the platform accepts on each endpoint (providers.WireProfile)."""
+        return self.preset.wire
 
     @property
     def pending_cookie_name(self) -> str:
@@ -290,12 +308,15 @@ def parse_settings(raw: Mapping[str, Any]) -> Settings:
     provider = get("provider")
     if provider is None:
         preset = GENERIC
-    elif provider in PRESETS:
-        preset = PRESETS[provider]
     else:
-        raise ConfigError(f"provider = {provider!r} is not a known preset; use one of {', '.join(sorted(PRESETS))} "
-                          "or leave it out and set issuer for a plain OpenID Connect provider.")
+        found = find_preset(str(provider))
+        if found is None:
+            raise ConfigError(f"provider = {provider!r} is not a known preset; use one of {', '.join(preset_names())} "
+                              "or leave it out and set issuer for a plain OpenID Connect provider.")
+        preset = found
     policy = preset.policy
+    wire = preset.wire
+    policy = _encryption_override(get("require_encryption"), preset, policy)
 
     issuer = get("issuer", preset.issuer or None)
     if not issuer:
@@ -351,7 +372,8 @@ def parse_settings(raw: Mapping[str, Any]) -> Settings:
 
     acr_values = _as_list(get("acr_values", " ".join(policy.default_acr_values)))
     if policy.require_acr_values and not acr_values:
-        raise ConfigError(f"acr_values is required by the {preset.name} preset; use eidas2 or eidas3.")
+        raise ConfigError(f"acr_values is required by the {preset.name} preset; use "
+                          f"{' or '.join(policy.acr_values_allowed or EIDAS_ORDER)}.")
     if policy.acr_values_allowed is not None:
         bad = [v for v in acr_values if v not in policy.acr_values_allowed]
         if bad:
@@ -370,20 +392,28 @@ def parse_settings(raw: Mapping[str, Any]) -> Settings:
             raise ConfigError("claims must be a JSON object such as {\"id_token\":{\"amr\":{\"essential\":true}}}.") from None
         if not isinstance(parsed, dict):
             raise ConfigError("claims must be a JSON object.")
-        if "claims" not in policy.optional_params:
+        if "claims" not in wire.authorize:
             raise ConfigError(f"claims is not accepted by {preset.name}.")
+    if wire.acr_request == "claims":
+        try:
+            acr_claims_request(acr_values, claims)
+        except ValueError:
+            raise ConfigError("claims.id_token must be a JSON object: the requested acr is added there.") from None
 
     prompt = get("prompt")
     if prompt is not None:
         prompt = str(prompt)
-        if not set(prompt.split()) <= {"none", "login", "consent", "select_account"}:
-            raise ConfigError(f"prompt = {prompt!r} is not valid; use login, consent, none or select_account.")
+        if not prompt.split() or not set(prompt.split()) <= set(wire.prompt_values):
+            raise ConfigError(f"prompt = {prompt!r} is not accepted by {preset.name}; use "
+                              f"{' or '.join(wire.prompt_values)}.")
         if "none" in prompt.split() and len(prompt.split()) > 1:
             raise ConfigError(f"prompt = {prompt!r} combines none with other values, which providers reject; use none alone.")
 
     method = str(get("token_endpoint_auth_method", policy.token_endpoint_auth_method))
-    if method not in ("client_secret_post", "client_secret_basic"):
-        raise ConfigError("token_endpoint_auth_method must be client_secret_post or client_secret_basic.")
+    if method not in wire.client_auth_methods:
+        raise ConfigError(f"token_endpoint_auth_method = {method} is not accepted by {preset.name}; use "
+                          f"{' or '.join(wire.client_auth_methods)}.")
+    pkce = _pkce(get("pkce", "auto"), preset)
 
     unauthenticated = str(get("unauthenticated", "auto"))
     if unauthenticated not in ("auto", "redirect", "401"):
@@ -475,4 +505,35 @@ def parse_settings(raw: Mapping[str, Any]) -> Settings:
         step_up=step_up,
         templates_dir=_templates_dir(get("templates_dir")),
         messages=_messages(get("messages_file")),
+        pkce=pkce,
     )
+
+
+def _pkce(value: Any, preset: Preset) -> bool | None:
+    """`pkce = auto` follows the preset's wire profile; true or false override it, except
+    that PKCE is never sent to a core whose authorize route refuses code_challenge."""
+    text = str(value).strip().lower()
+    if text == "auto":
+        return preset.wire.pkce
+    on = _as_bool("pkce", text)
+    if on and "code_challenge" not in preset.wire.authorize:
+        raise ConfigError(f"pkce = true cannot work with {preset.name}: its core refuses code_challenge on the "
+                          "authorization request (every login would end on the platform's error page); "
+                          "remove pkce or set pkce = auto.")
+    return on
+
+
+def _encryption_override(value: Any, preset: Preset, policy: Policy) -> Policy:
+    """`require_encryption` may ask for encrypted tokens where the platform can encrypt
+    (FranceConnect, when registered so); it may not drop FC+'s mandatory encryption, nor
+    ask ProConnect, whose core never encrypts, for it."""
+    if value is None:
+        return policy
+    wanted = _as_bool("require_encryption", value)
+    if wanted and not policy.encryption_possible:
+        raise ConfigError(f"require_encryption = true contradicts {preset.name}: its core never encrypts tokens; "
+                          "remove require_encryption.")
+    if not wanted and preset.policy.require_encryption:
+        raise ConfigError(f"require_encryption = false contradicts {preset.name}, which always encrypts the id_token "
+                          "and userinfo; remove require_encryption.")
+    return Policy(**{**policy.__dict__, "require_encryption": wanted})

@@ -160,6 +160,12 @@ def _select_key(header: Mapping[str, Any], provider: ProviderKeys, alg: str, pre
     return candidates[0]
 
 
+class SignatureMismatch(FlowError):
+    """A well-formed token whose signature does not verify with the selected key: the one
+    failure that a provider key rotation under the same kid explains, so the flow may
+    refetch the JWKS and try once more where the platform asks for it (FranceConnect)."""
+
+
 def verify_signature(compact: str, provider: ProviderKeys, algs: Sequence[str], prefix: str,
                      client_secret: str | None = None) -> dict[str, Any]:
     """Verify a compact JWS against the provider keys and return its JSON payload."""
@@ -187,7 +193,7 @@ def verify_signature(compact: str, provider: ProviderKeys, algs: Sequence[str], 
     try:
         raw = verify_compact(parts, alg, key)
     except JoseError:
-        raise FlowError(code_bad, detail="signature does not verify") from None
+        raise SignatureMismatch(code_bad, detail="signature does not verify") from None
     try:
         payload = strictjson.loads(raw)
     except (ValueError, UnicodeDecodeError):
@@ -204,6 +210,9 @@ def open_token(token: Any, *, service_keys: ServiceKeys | None, provider: Provid
     """Decrypt (when a JWE) then verify: returns (claims, inner compact JWS)."""
     parts = compact_parts(token, prefix)
     if len(parts) == 5:
+        if not policy.encryption_possible:
+            raise FlowError("id_token_encryption_alg" if prefix == "id_token" else "userinfo_malformed",
+                            detail="encrypted token from a provider that never encrypts")
         if service_keys is None:
             raise FlowError("id_token_decryption_failed" if prefix == "id_token" else "userinfo_malformed",
                             detail="encrypted token but no keys_file configured")

@@ -11,7 +11,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fcplus_wsgi.authorize import MAX_RETURN_TO, authorization_url, new_code_verifier, s256_challenge, safe_return_to
+from fcplus_wsgi.authorize import (
+    MAX_RETURN_TO,
+    authorization_params,
+    authorization_url,
+    new_code_verifier,
+    s256_challenge,
+    safe_return_to,
+)
+from fcplus_wsgi.providers import GENERIC_WIRE
 
 ENDPOINT = "https://op.example/api/v2/authorize"
 
@@ -23,7 +31,7 @@ def build(**changes: Any) -> str:
         "code_challenge": None,
     }
     args.update(changes)
-    return authorization_url(ENDPOINT, **args)
+    return authorization_url(ENDPOINT, authorization_params(GENERIC_WIRE, **args))
 
 
 def params(url: str) -> dict[str, list[str]]:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from fcplus_wsgi.providers import PRESETS, Policy, Preset
+from fcplus_wsgi.providers import GENERIC_WIRE, PRESETS, Policy, Preset
 from fcplus_wsgi.settings import ConfigError, Settings, parse_settings
 
 GENERIC: dict[str, Any] = {
@@ -239,8 +240,8 @@ def test_claims_json() -> None:
 
 
 def test_claims_refused_by_a_preset_that_does_not_take_them(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(PRESETS, "strict-test", Preset("strict-test", "https://strict.example",
-                                                       Policy(optional_params=("prompt",))))
+    wire = replace(GENERIC_WIRE, authorize=GENERIC_WIRE.authorize - {"claims"})
+    monkeypatch.setitem(PRESETS, "strict-test", Preset("strict-test", "https://strict.example", Policy(), wire=wire))
     refused({**GENERIC, "provider": "strict-test"}, "claims", "strict-test", claims='{"id_token":{}}')
 
 
@@ -356,7 +357,8 @@ def test_fcplus_preset_policy_defaults() -> None:
     p = s.policy
     assert s.provider_name == "fcplus-integration"
     assert p.id_token_signing_algs == ("ES256",) and p.userinfo_signing_algs == ("ES256",)
-    assert p.require_encryption and p.encryption_algs == ("RSA-OAEP", "ECDH-ES") and p.encryption_encs == ("A256GCM",)
+    assert p.require_encryption and p.encryption_algs == ("RSA-OAEP", "ECDH-ES", "RSA-OAEP-256")
+    assert p.encryption_encs == ("A256GCM",)
     assert p.userinfo_format == "jwt"
     assert p.acr_values_allowed == ("eidas2", "eidas3") and p.require_acr_values
     assert not p.require_https_issuer and parse({**FCPLUS, "provider": "fcplus-production"}).policy.require_https_issuer

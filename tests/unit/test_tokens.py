@@ -304,8 +304,13 @@ def test_real_dir_rsa15_and_a128kw_tokens_are_refused(keys: Keys) -> None:
         assert code_of(open_id, token.serialize(compact=True), keys) == "id_token_encryption_alg"
 
 
-def test_rsa_oaep_256_is_refused_by_the_fcplus_policy(keys: Keys) -> None:
-    assert code_of(open_id, fc_token(keys, alg="RSA-OAEP-256"), keys) == "id_token_encryption_alg"
+def test_fcplus_policy_takes_exactly_its_core_key_algs(keys: Keys) -> None:
+    """FC+'s core enables ECDH-ES, RSA-OAEP and RSA-OAEP-256 for id_token and userinfo
+    (core-fcp-high enabledJWA); anything else is refused before any key is tried."""
+    assert set(FCPLUS.encryption_algs) == {"ECDH-ES", "RSA-OAEP", "RSA-OAEP-256"}
+    for alg in ("RSA1_5", "dir", "A256KW", "ECDH-ES+A256KW"):
+        header = b64json({"alg": alg, "enc": "A256GCM"})
+        assert code_of(open_id, header + ".AAAA.AAAA.AAAA.AAAA", keys) == "id_token_encryption_alg"
 
 
 @pytest.mark.parametrize(("policy", "enc"), [(FCPLUS, "A128GCM"), (FCPLUS, "A256CBC-HS512"), (FCPLUS, "A192GCM"),
