@@ -1,8 +1,15 @@
-"""An independent OpenID provider for interop tests: node `oidc-provider`, configured like FC+.
+"""An independent OpenID provider for interop tests: node `oidc-provider`, configured like
+one of the platforms' cores (FC+ by default).
 
-`start_node_provider` runs tests/interop/provider.mjs (ES256-signed, RSA-OAEP/A256GCM-encrypted
-id_token and userinfo, acr eidas2/eidas3, revocation, RP-initiated logout) on a free loopback
-port. `login_through_interaction` and `logout_through_provider` play the browser on its pages.
+`start_node_provider` runs tests/interop/provider.mjs on a free loopback port. Its `profile`
+picks the platform: "fcplus" (ES256-signed, RSA-OAEP/A256GCM-encrypted id_token and userinfo,
+acr eidas2/eidas3), "franceconnect" (ES256/RS256, signed only, eidas1) or "proconnect"
+(ES256/RS256, signed only, acr via `claims`, PKCE, SSO with prompt=none); "generic" is FC+'s
+crypto with oidc-provider's own leniency, for services configured without a preset. Each
+platform profile enforces its core's parameter allow-lists in front of oidc-provider, so a relying party that sends what
+the real platform refuses fails here too; refusals are printed as `REFUSED <endpoint> <names>`
+(see `NodeProvider.refusals`). `login_through_interaction` and `logout_through_provider` play
+the browser on its pages.
 """
 
 from __future__ import annotations
@@ -31,6 +38,8 @@ from tests.support.servers import free_port
 INTEROP_DIR = Path(__file__).resolve().parent.parent / "interop"
 READY_TIMEOUT = 30.0
 MAX_HOPS = 20
+# "generic": FC+'s crypto without any core's allow-lists, for services configured without a preset.
+PROFILES = ("fcplus", "franceconnect", "proconnect", "generic")
 
 
 class NodeProviderError(RuntimeError):
@@ -49,6 +58,7 @@ class NodeProvider:
     port: int
     process: subprocess.Popen[str]
     output: list[str] = field(default_factory=list)
+    profile: str = "fcplus"
 
     @property
     def discovery_url(self) -> str:
@@ -58,6 +68,14 @@ class NodeProvider:
 
     def log(self) -> str:
         return "".join(self.output)
+
+    def refusals(self) -> list[str]:
+        """The `REFUSED <endpoint> <names>` lines so far: what the platform's allow-lists refused."""
+        return [line.strip() for line in list(self.output) if line.startswith("REFUSED ")]
+
+    def revocations(self, client_id: str) -> int:
+        """How many access tokens of `client_id` the provider has revoked so far."""
+        return sum(1 for line in list(self.output) if line.strip() == f"REVOKED AccessToken {client_id}")
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -116,16 +134,21 @@ def start_node_provider(
     *,
     issuer_path: str = "",
     client_metadata: Mapping[str, Any] | None = None,
+    profile: str = "fcplus",
 ) -> Iterator[NodeProvider]:
-    """Run the FC+-like node provider for one registered client; yields it once it listens.
+    """Run the node provider, configured like `profile`'s core, for one registered client;
+    yields it once it listens.
 
-    `issuer_path` (e.g. "/api/v2") mounts every endpoint under that path, as FC+ does;
-    `client_metadata` is merged over the client's registration (e.g. ECDH-ES encryption).
+    `issuer_path` (e.g. "/api/v2") mounts every endpoint under that path, as the platforms do;
+    `client_metadata` is merged over the client's registration (e.g. ECDH-ES encryption, or
+    {"id_token_signed_response_alg": "RS256"}, which also sets the userinfo's alg).
     The provider fetches `jwks_uri` lazily, when it first encrypts a token, so that server
-    only has to answer by the first token request.
+    only has to answer by the first token request (FC and ProConnect never fetch it).
     """
     if issuer_path and not issuer_path.startswith("/"):
         raise ValueError(f"issuer_path must start with '/': {issuer_path!r}")
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {', '.join(PROFILES)}: {profile!r}")
     ensure_installed()
     for attempt in range(3):
         try:
@@ -137,6 +160,7 @@ def start_node_provider(
                     "POST_LOGOUT_REDIRECT_URI": post_logout_redirect_uri,
                     "CLIENT_JWKS_URI": jwks_uri,
                     "CLIENT_METADATA": json.dumps(dict(client_metadata or {})),
+                    "PROFILE": profile,
                 },
                 issuer_path.rstrip("/"),
             )
@@ -164,7 +188,7 @@ def _spawn(settings: dict[str, str], issuer_path: str) -> NodeProvider:
         cwd=INTEROP_DIR, env=env, stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
     )
-    provider = NodeProvider(issuer=issuer, port=port, process=process)
+    provider = NodeProvider(issuer=issuer, port=port, process=process, profile=settings.get("PROFILE", "fcplus"))
     lines: queue.Queue[str] = queue.Queue()
     assert process.stdout is not None
     provider._pump = threading.Thread(
