@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .keys import KeyFileError, generate_private_jwks, load_keys_file
+from .providers import ALIASES, GENERIC, PRESETS, describe_preset
 from .settings import ConfigError, parse_settings
 
 
@@ -69,16 +70,91 @@ def read_filter_settings(path: str, section: str | None) -> dict[str, str]:
     return items
 
 
+def _settings_problems(raw: dict[str, Any]) -> tuple[Any, list[str]]:
+    """Parse the settings, collecting every independent problem instead of the first one.
+
+    parse_settings stops at its first ConfigError; each error names its key first, so the
+    key is set aside and parsing runs again, until the settings load or an error names no
+    key that can be set aside (a required key that is missing)."""
+    from .settings import KNOWN_KEYS
+
+    remaining = dict(raw)
+    problems: list[str] = []
+    set_aside: set[str] = set()
+    for _ in range(len(KNOWN_KEYS) + 1):
+        try:
+            return parse_settings(remaining), problems
+        except ConfigError as exc:
+            message = str(exc)
+            key = message.split(" ", 1)[0].strip("'\",:")
+            if key in set_aside:  # a consequence of a problem already reported
+                return None, problems
+            problems.append(message)
+            if key not in remaining:
+                return None, problems
+            set_aside.add(key)
+            remaining.pop(key)
+    return None, problems
+
+
+def discovery_problems(settings: Any, doc: dict[str, Any]) -> list[str]:
+    """Where the provider's discovery differs from what the preset expects (pure)."""
+    preset, policy = settings.preset, settings.policy
+    problems: list[str] = []
+    if preset.issuer and settings.issuer != preset.issuer and not _is_loopback_url(settings.issuer):
+        problems.append(f"issuer {settings.issuer} is not the {preset.name} issuer ({preset.issuer}); "
+                        "integration and production keys never cross, nor do Internet and RIE.")
+    advertised = doc.get("id_token_signing_alg_values_supported") or []
+    if not set(policy.id_token_signing_algs) & set(advertised):
+        problems.append(f"the provider signs id_tokens with {', '.join(map(str, advertised)) or 'nothing advertised'}, "
+                        f"none of which this configuration accepts ({', '.join(policy.id_token_signing_algs)}).")
+    if policy.userinfo_format == "jwt" and doc.get("userinfo_signing_alg_values_supported") is not None:
+        offered = doc.get("userinfo_signing_alg_values_supported") or []
+        if not set(policy.userinfo_signing_algs) & set(offered):
+            problems.append("the provider advertises no userinfo signing algorithm this preset accepts "
+                            f"({', '.join(policy.userinfo_signing_algs)}).")
+    if policy.require_encryption:
+        for what in ("id_token", "userinfo"):
+            enc_algs = doc.get(f"{what}_encryption_alg_values_supported") or []
+            if not set(policy.encryption_algs) & set(enc_algs):
+                problems.append(f"the provider advertises no {what} encryption algorithm this preset accepts "
+                                f"({', '.join(policy.encryption_algs)}).")
+    if settings.acr_values and doc.get("acr_values_supported"):
+        missing = [v for v in settings.acr_values if v not in doc["acr_values_supported"]]
+        if missing:
+            problems.append(f"acr_values {', '.join(missing)} are not advertised by the provider.")
+    methods = doc.get("token_endpoint_auth_methods_supported")
+    if isinstance(methods, list) and settings.token_endpoint_auth_method not in methods:
+        problems.append(f"the provider does not advertise {settings.token_endpoint_auth_method}; "
+                        f"set token_endpoint_auth_method to one of {', '.join(map(str, methods))}.")
+    subjects = doc.get("subject_types_supported")
+    if preset is not GENERIC and isinstance(subjects, list) and policy.subject_type not in subjects:
+        problems.append(f"{preset.name} expects {policy.subject_type} subjects but the provider offers "
+                        f"{', '.join(map(str, subjects))}: is this the right platform?")
+    if settings.pkce and "S256" not in (doc.get("code_challenge_methods_supported") or []):
+        problems.append("pkce is on but the provider does not advertise S256; set pkce = false.")
+    if not doc.get("userinfo_endpoint"):
+        problems.append("the provider has no userinfo_endpoint: only id_token claims will be available.")
+    if settings.post_logout_redirect_uri and not doc.get("end_session_endpoint"):
+        problems.append("post_logout_redirect_uri is set but the provider has no end_session_endpoint.")
+    return problems
+
+
+def _is_loopback_url(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    from .settings import is_loopback_host
+    return is_loopback_host(urlsplit(url).hostname)
+
+
 def run_checks(raw: dict[str, Any]) -> list[str]:
     """Every problem found, as plain sentences; empty when the configuration can work."""
     from .client import ProviderClient
     from .errors import FlowError
 
-    problems: list[str] = []
-    try:
-        settings = parse_settings(raw)
-    except ConfigError as exc:
-        return [str(exc)]
+    settings, problems = _settings_problems(raw)
+    if settings is None:
+        return problems
     keys = None
     if settings.keys_file:
         try:
@@ -88,33 +164,14 @@ def run_checks(raw: dict[str, Any]) -> list[str]:
     policy = settings.policy
     if policy.require_encryption and keys is not None and not any(keys.has_encryption_key(a) for a in policy.encryption_algs):
         problems.append(f"keys_file has no encryption key for {', '.join(policy.encryption_algs)}.")
-    client = ProviderClient(settings.issuer, timeout=settings.http_timeout, ca_bundle=settings.ca_bundle)
+    client = ProviderClient(settings.issuer, timeout=settings.http_timeout, ca_bundle=settings.ca_bundle,
+                            wire=settings.wire)
     try:
         md = client.fetch_metadata()
     except FlowError as exc:
         problems.append(f"discovery at {settings.issuer}/.well-known/openid-configuration failed: {exc.spec.hint} ({exc.detail})")
         return problems
-    doc = md.raw
-    advertised = doc.get("id_token_signing_alg_values_supported") or []
-    if not set(policy.id_token_signing_algs) & set(advertised):
-        problems.append(f"the provider signs id_tokens with {', '.join(map(str, advertised)) or 'nothing advertised'}, "
-                        f"none of which this configuration accepts ({', '.join(policy.id_token_signing_algs)}).")
-    if policy.require_encryption:
-        enc_algs = doc.get("id_token_encryption_alg_values_supported") or []
-        if not set(policy.encryption_algs) & set(enc_algs):
-            problems.append("the provider advertises no id_token encryption algorithm this preset accepts.")
-    if settings.acr_values and doc.get("acr_values_supported"):
-        missing = [v for v in settings.acr_values if v not in doc["acr_values_supported"]]
-        if missing:
-            problems.append(f"acr_values {', '.join(missing)} are not advertised by the provider.")
-    methods = doc.get("token_endpoint_auth_methods_supported")
-    if isinstance(methods, list) and settings.token_endpoint_auth_method not in methods:
-        problems.append(f"the provider does not advertise {settings.token_endpoint_auth_method}; "
-                        f"set token_endpoint_auth_method to one of {', '.join(map(str, methods))}.")
-    if md.userinfo_endpoint is None:
-        problems.append("the provider has no userinfo_endpoint: only id_token claims will be available.")
-    if settings.post_logout_redirect_uri and md.end_session_endpoint is None:
-        problems.append("post_logout_redirect_uri is set but the provider has no end_session_endpoint.")
+    problems += discovery_problems(settings, md.raw)
     try:
         client.keys()
     except FlowError as exc:
@@ -122,6 +179,26 @@ def run_checks(raw: dict[str, Any]) -> list[str]:
     finally:
         client.close()
     return problems
+
+
+# -- presets --------------------------------------------------------------------------------------------------
+def cmd_presets(args: argparse.Namespace) -> int:
+    """Print every preset with all its values (the wire profile included), as text or JSON."""
+    described = [describe_preset(p) for p in (*PRESETS.values(), GENERIC)]
+    if args.json:
+        print(json.dumps({"presets": described, "aliases": ALIASES}, indent=2))
+        return 0
+    for item in described:
+        print(f"[{item['name']}]  {item['label']}")
+        for key, value in item.items():
+            if key in ("name", "label"):
+                continue
+            shown = " ".join(map(str, value)) if isinstance(value, list) else str(value)
+            print(f"  {key} = {shown}")
+        print()
+    for alias, target in ALIASES.items():
+        print(f"{alias}: deprecated alias of {target} (AgentConnect is now ProConnect)")
+    return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -145,12 +222,21 @@ def cmd_mock_provider(args: argparse.Namespace, rest: Sequence[str]) -> int:
 
 
 # -- demo -----------------------------------------------------------------------------------------------------
-def build_demo(host: str, port: int, provider_port: int, data_dir: Path) -> tuple[Any, Any, str]:
-    """The demo pair: (wrapped demo app, development provider app, demo URL)."""
+DEMO_PROFILES = ("fcplus", "franceconnect", "proconnect")
+
+
+def build_demo(host: str, port: int, provider_port: int, data_dir: Path,
+               profile: str = "fcplus") -> tuple[Any, Any, str]:
+    """The demo pair: (wrapped demo app, development provider app, demo URL).
+
+    The middleware runs the platform's own preset against the development provider with
+    the same profile, so the demo refuses what that platform refuses."""
     from .demoapp import demo_app
     from .devprovider import ClientConfig, DevProviderConfig, make_app
     from .middleware import FCPlusMiddleware
 
+    if profile not in DEMO_PROFILES:
+        raise ConfigError(f"--profile {profile} is not known; use one of {', '.join(DEMO_PROFILES)}.")
     data_dir.mkdir(parents=True, exist_ok=True)
     keys_file = data_dir / "keys.json"
     if not keys_file.exists():
@@ -159,17 +245,25 @@ def build_demo(host: str, port: int, provider_port: int, data_dir: Path) -> tupl
     base = f"http://{host}:{port}"
     issuer = f"http://{host}:{provider_port}/api/v2"
     secret = secrets.token_urlsafe(32)
-    provider = make_app(DevProviderConfig(issuer=issuer, clients=[ClientConfig(
+    encrypts = profile == "fcplus"
+    provider = make_app(DevProviderConfig(issuer=issuer, profile=profile, clients=[ClientConfig(
         client_id="fcplus-wsgi-demo", client_secret=secret, redirect_uris=[base + "/oidc/callback"],
-        post_logout_redirect_uris=[base + "/oidc/logout-callback"], jwks_uri=base + "/oidc/jwks.json")]))
-    wrapped = FCPlusMiddleware(demo_app, {
-        "provider": "fcplus-integration", "issuer": issuer, "client_id": "fcplus-wsgi-demo",
+        post_logout_redirect_uris=[base + "/oidc/logout-callback"],
+        jwks_uri=base + "/oidc/jwks.json" if encrypts else None)]))
+    settings = {
+        "provider": f"{profile}-integration", "issuer": issuer, "client_id": "fcplus-wsgi-demo",
         "client_secret": secret, "redirect_uri": base + "/oidc/callback",
-        "post_logout_redirect_uri": base + "/oidc/logout-callback", "keys_file": str(keys_file),
+        "post_logout_redirect_uri": base + "/oidc/logout-callback",
         "session_store": "sqlite:///" + str(data_dir / "sessions.sqlite3"), "cookie_secure": "false",
-        "protected_paths": "/private", "request_amr": "true",
-        "scopes": "openid given_name family_name preferred_username birthdate gender birthplace birthcountry email",
-    })
+        "protected_paths": "/private",
+    }
+    if encrypts:
+        settings["keys_file"] = str(keys_file)
+    if profile != "proconnect":
+        settings["request_amr"] = "true"
+        settings["scopes"] = ("openid given_name family_name preferred_username birthdate gender birthplace "
+                              "birthcountry email")
+    wrapped = FCPlusMiddleware(demo_app, settings)
     return wrapped, provider, base + "/"
 
 
@@ -181,7 +275,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     data_dir = Path(args.data_dir) if args.data_dir else Path(tempfile.mkdtemp(prefix="fcplus-demo-"))
     try:
-        wrapped, provider, url = build_demo(args.host, args.port, args.provider_port, data_dir)
+        wrapped, provider, url = build_demo(args.host, args.port, args.provider_port, data_dir, args.profile)
     except (ConfigError, KeyFileError, OSError) as exc:
         return _fail(f"the demo could not start: {exc}")
     try:
@@ -195,7 +289,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     threading.Thread(target=provider_server.run, daemon=True).start()
     print("=" * 72)
     print(f"fcplus-wsgi demo: open {url}")
-    print(f"development provider (NOT for production): http://{args.host}:{args.provider_port}/api/v2")
+    print(f"development provider, profile {args.profile} (NOT for production): "
+          f"http://{args.host}:{args.provider_port}/api/v2")
     print(f"data (keys, SQLite sessions): {data_dir}")
     print("=" * 72, flush=True)
     try:
@@ -219,6 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="load an ini, fetch discovery and JWKS, report every problem")
     check.add_argument("config")
     check.add_argument("--section", help="ini section of the fcplus filter (found automatically by default)")
+    presets = sub.add_parser("presets", help="print every provider preset with its values and wire profile")
+    presets.add_argument("--json", action="store_true", help="print JSON instead of text")
     sub.add_parser("mock-provider", help="run the development provider (see `fcplus-wsgi mock-provider --help`)",
                    add_help=False)
     demo = sub.add_parser("demo", help="run the demo app, the middleware and the development provider")
@@ -226,10 +323,24 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=int(os.environ.get("FCPLUS_DEMO_PORT", "8000")))
     demo.add_argument("--provider-port", type=int, default=int(os.environ.get("FCPLUS_DEMO_PROVIDER_PORT", "9000")))
     demo.add_argument("--data-dir", help="folder for keys and SQLite sessions (default: a new temporary folder)")
+    demo.add_argument("--profile", choices=DEMO_PROFILES, default="fcplus",
+                      help="the platform imitated end to end: its preset in the middleware, its profile in the "
+                           "development provider (default fcplus)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # `fcplus-wsgi presets | head`: the reader left; say nothing more (Python's own advice:
+        # point stdout at devnull so the interpreter's final flush does not raise again).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+
+
+def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "mock-provider":
         return cmd_mock_provider(argparse.Namespace(), argv[1:])
@@ -238,6 +349,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_keys_generate(args) if args.keys_command == "generate" else cmd_keys_public(args)
     if args.command == "check":
         return cmd_check(args)
+    if args.command == "presets":
+        return cmd_presets(args)
     if args.command == "demo":
         if args.host not in ("127.0.0.1", "localhost", "::1"):
             print("fcplus-wsgi: warning: the demo is meant for loopback only.", file=sys.stderr)
