@@ -242,3 +242,29 @@ def test_documented_jq_merge(tmp_path: Path, generated: dict[str, Any]) -> None:
                           capture_output=True, text=True, check=True, timeout=30)
     _check_merged(done.stdout, generated, old, tmp_path)
     assert f"jq -s '{MERGE_JQ}'" in (Path(__file__).resolve().parents[2] / "docs" / "deployment.md").read_text()
+
+
+DROP_ALG_PY = ('import json,sys; d=json.load(open(sys.argv[1])); [k.pop("alg", None) for k in d["keys"] '
+               'if k["kty"] == "RSA"]; print(json.dumps(d, indent=2))')
+DROP_ALG_JQ = '(.keys[] | select(.kty == "RSA")) |= del(.alg)'
+
+
+@pytest.mark.parametrize("tool", ["python", "jq"])
+def test_documented_alg_removal_from_an_old_rsa_key(tmp_path: Path, tool: str) -> None:
+    """Rotation step 1: the old RSA key loses its alg, keeps its kid, and still decrypts RSA-OAEP."""
+    if tool == "jq" and shutil.which("jq") is None:
+        pytest.skip("jq is not installed")
+    old = {"keys": [legacy_rsa_key(), generate_ec_encryption_key(), generate_ec_signing_key()]}
+    path = tmp_path / "keys-old.json"
+    path.write_text(json.dumps(old))
+    command = ([sys.executable, "-c", DROP_ALG_PY, str(path)] if tool == "python"
+               else [str(shutil.which("jq")), DROP_ALG_JQ, str(path)])
+    done = subprocess.run(command, capture_output=True, text=True, check=True, timeout=30)
+    edited = json.loads(done.stdout)
+    assert [k["kid"] for k in edited["keys"]] == [k["kid"] for k in old["keys"]]
+    assert "alg" not in edited["keys"][0] and [k.get("alg") for k in edited["keys"][1:]] == ["ECDH-ES", "ES256"]
+    service = keys_from_jwks(edited)
+    for alg in RSA_ENC_ALGS:
+        assert opens(service, encrypt(INNER, public_jwk(old["keys"][0]), alg)) == INNER
+    documented = (Path(__file__).resolve().parents[2] / "docs" / "deployment.md").read_text()
+    assert (DROP_ALG_PY if tool == "python" else DROP_ALG_JQ) in documented
