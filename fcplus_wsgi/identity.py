@@ -14,9 +14,11 @@ ENVIRON_KEY = "fcplus.identity"
 class Identity:
     """The verified identity of the current request.
 
-    `sub` is the provider's pairwise subject (FC+: stable per service, the key to
-    reconcile accounts on); `claims` are the verified userinfo claims and
-    `id_token_claims` the verified id_token claims.
+    `sub` is the provider's subject: pairwise on FranceConnect and FC+ (stable per
+    service, the key to reconcile accounts on), public on ProConnect (one per identity
+    provider account: keep it with `claims["idp_id"]`, and the email and siret);
+    `claims` are the verified userinfo claims and `id_token_claims` the verified
+    id_token claims.
     """
 
     sub: str
