@@ -17,6 +17,9 @@
 //                            back/instances/core-fcp-{high,low}/src/config/oidc-provider.ts
 //   proconnect-gouv/federation back/apps/core-fca-low/src/dto/{authorize,logout,revocation-token}-params.dto.ts,
 //                            back/apps/core-fca-low/src/config/oidc-provider.ts (allowedPrompt)
+// Where this is stricter than the cores' code, it follows the platforms' documentation:
+// unknown parameters refused on ProConnect (its pipes only strip them; its docs say Y000400),
+// and a Basic header refused on the token route (oidc-provider 9 would take it).
 //
 // Every refusal is written to stderr with the offending parameter NAMES (never their values)
 // and as `REFUSED <endpoint> <name,name...>` on stdout, for tests to assert on.
@@ -221,6 +224,12 @@ export function guard(platform, routes) {
       // unvalidated mechanism (and oidc-provider refuses two at once).
       if (ctx.get('authorization')) found.unshift(['authorization', 'header not accepted (client_secret_post only)']);
       if (found.length) return refuse(ctx, platform, 'revocation', found, { json: true });
+    } else if (path === routes.token && method === 'POST' && ctx.get('authorization')) {
+      // No DTO on the token route: the cores leave it to oidc-provider, whose 9.x takes Basic
+      // credentials even for a client_secret_post client (ProConnect's 7.x refused them). The
+      // platforms document client_secret_post only: a Basic header is refused here.
+      return refuse(ctx, platform, 'token', [['authorization', 'header not accepted (client_secret_post only)']],
+        { json: true });
     } else if (path === routes.end_session && (method === 'GET' || method === 'POST')) {
       const params = method === 'GET' ? new URLSearchParams(ctx.querystring) : (isForm ? await readForm(ctx) : new URLSearchParams());
       const found = problems(platform, 'end_session', params);
