@@ -230,12 +230,14 @@ def test_discovery_is_fcplus_shaped(env: Env) -> None:
                        ("end_session_endpoint", "/session/end"), ("revocation_endpoint", "/token/revocation")]:
         assert doc[name] == env.issuer + path
     assert doc["id_token_signing_alg_values_supported"] == ["ES256"]
-    assert doc["id_token_encryption_alg_values_supported"] == ["RSA-OAEP", "ECDH-ES"]
+    # What FC+'s core (node-oidc-provider 9 configured by core-fcp-high) advertises, PKCE and
+    # request objects included, although its /authorize refuses both.
+    assert doc["id_token_encryption_alg_values_supported"] == ["ECDH-ES", "RSA-OAEP", "RSA-OAEP-256"]
     assert doc["acr_values_supported"] == ["eidas2", "eidas3"]
     assert doc["subject_types_supported"] == ["pairwise"]
     assert "identite_pivot" in doc["scopes_supported"]
-    assert doc["claims_parameter_supported"] is True and doc["request_parameter_supported"] is False
-    assert "code_challenge_methods_supported" not in doc
+    assert doc["claims_parameter_supported"] is True and doc["request_parameter_supported"] is True
+    assert doc["code_challenge_methods_supported"] == ["S256"]
     keys = requests.get(doc["jwks_uri"], timeout=5).json()["keys"]
     assert keys and all(k["kty"] == "EC" and k["alg"] == "ES256" and k["kid"] and "d" not in k for k in keys)
 
@@ -294,10 +296,12 @@ def test_sub_is_pairwise_and_signed_only_client(env: Env) -> None:
     assert "email" not in user and "preferred_username" not in user and user["birthplace"] == "75056"
 
 
-def test_client_secret_basic(env: Env) -> None:
+def test_client_secret_basic_is_refused(env: Env) -> None:
+    # FC+'s core enables client_secret_post and private_key_jwt only.
     query, _ = login(env)
     response = token_request(env, query["code"], auth="basic")
-    assert response.status_code == 200, response.text
+    assert response.status_code == 401 and response.json()["error"] == "invalid_client", response.text
+    assert token_request(env, query["code"]).status_code == 200
 
 
 # -- /authorize errors -----------------------------------------------------------------------------
@@ -314,13 +318,9 @@ def test_unregistered_redirect_uri_is_a_page_not_a_redirect(env: Env) -> None:
 @pytest.mark.parametrize(("overrides", "error", "fragment"), [
     ({"acr_values": "eidas1"}, "invalid_request", "Y020002 acr_values not supported"),
     ({"acr_values": "eidas1 foo"}, "invalid_request", "Y020002"),
-    ({"code_challenge": "x" * 43}, "invalid_request", "code_challenge"),
     ({"response_type": "token"}, "unsupported_response_type", ""),
     ({"scope": "openid unknown_scope"}, "invalid_scope", ""),
     ({"scope": "profile"}, "invalid_scope", "openid"),
-    ({"nonce": "short"}, "invalid_request", "nonce"),
-    ({"state": None}, "invalid_request", "state"),
-    ({"acr_values": None}, "invalid_request", "acr_values"),
 ])
 def test_authorize_errors_are_redirected(env: Env, overrides: dict[str, str | None], error: str,
                                          fragment: str) -> None:
@@ -331,10 +331,20 @@ def test_authorize_errors_are_redirected(env: Env, overrides: dict[str, str | No
     assert query.get("state") == params.get("state")
 
 
+@pytest.mark.parametrize("overrides", [
+    {"code_challenge": "x" * 43}, {"nonce": "short"}, {"state": None}, {"acr_values": None},
+])
+def test_authorize_validation_refusals_are_the_platform_page(env: Env, overrides: dict[str, str | None]) -> None:
+    # FC+'s core validates /authorize (forbidNonWhitelisted) before anything else and shows its
+    # own error page (Y030007): the service never gets a callback.
+    response, _ = open_page(env, authorize_params(**overrides))
+    assert response.status_code == 400 and "Location" not in response.headers and "Y030007" in response.text
+
+
 def test_repeated_parameter_is_refused(env: Env) -> None:
     params = [*authorize_params().items(), ("scope", "openid")]
     response = requests.get(f"{env.issuer}/authorize", params=params, allow_redirects=False, timeout=5)
-    assert callback(response)["error"] == "invalid_request"
+    assert response.status_code == 400 and "Location" not in response.headers
 
 
 def test_lowest_requested_acr_is_kept_and_only_known_levels_are_offered(env: Env) -> None:
@@ -443,10 +453,14 @@ def test_userinfo_auth_errors_and_expiry(env: Env) -> None:
 def test_revocation(env: Env) -> None:
     flow = full_flow(env)
     access_token = flow["token"]["access_token"]
+    # The core's revocation DTO wants token, client_id and client_secret in the body (400 page).
     anonymous = requests.post(f"{env.issuer}/token/revocation", data={"token": access_token}, timeout=5)
-    assert anonymous.status_code == 401 and anonymous.json()["error"] == "invalid_client"
-    foreign = requests.post(f"{env.issuer}/token/revocation", data={"token": access_token},
-                            auth=("ec-client", SECRET), timeout=5)
+    assert anonymous.status_code == 400 and "Y000400" in anonymous.text
+    wrong = requests.post(f"{env.issuer}/token/revocation", timeout=5, data={
+        "token": access_token, "client_id": "rsa-client", "client_secret": SECRET + "!"})
+    assert wrong.status_code == 401 and wrong.json()["error"] == "invalid_client"
+    foreign = requests.post(f"{env.issuer}/token/revocation", timeout=5, data={
+        "token": access_token, "client_id": "ec-client", "client_secret": SECRET})
     assert foreign.status_code == 200
     headers = {"Authorization": f"Bearer {access_token}"}
     assert requests.get(f"{env.issuer}/userinfo", headers=headers, timeout=5).status_code == 200
@@ -495,7 +509,9 @@ def test_unknown_route_and_method(env: Env) -> None:
 
 def test_configuration_is_validated() -> None:
     with pytest.raises(ConfigError, match="jwks_uri is required"):
-        ClientConfig("c", SECRET, [REDIRECT], [], None)
+        DevProviderConfig("http://127.0.0.1:9000/api/v2", [ClientConfig("c", SECRET, [REDIRECT], [], None)])
+    with pytest.raises(ConfigError, match="jwks_uri is required"):
+        ClientConfig("c", SECRET, [REDIRECT], [], None, "RSA-OAEP")
     with pytest.raises(ConfigError, match="redirect_uris"):
         ClientConfig("c", SECRET, ["/relative"], [], None, None, "A256GCM", None)
     with pytest.raises(ConfigError, match="birthplace"):

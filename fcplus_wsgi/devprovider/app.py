@@ -1,22 +1,26 @@
-"""The WSGI application: FC+'s endpoints, under the issuer's path, routed with WebOb.
+"""The WSGI application: the platform's endpoints, under the issuer's path, routed with WebOb.
 
-Behaviour follows FC+ on the wire (see docs/development-provider.md): strict
-/authorize validation that rejects any undeclared parameter, a login page instead of
-a real identity provider, nested signed-then-encrypted id_token and userinfo,
-single-use 30 s codes, 60 s bearer tokens, RP-initiated logout and RFC 7009
-revocation. Errors that cannot be trusted to reach the right client (unknown client,
-unregistered redirect_uri) are shown as a page and never redirected.
+Behaviour follows the chosen platform core on the wire (see docs/development-provider.md
+and profiles.py): the core's /authorize validation (FranceConnect refuses any undeclared
+parameter on its own error page, ProConnect's documentation says the same), a login
+page instead of a real identity provider, tokens signed (and for FC+ encrypted) as the
+platform does, single-use 30 s codes, 60 s bearer tokens, PKCE where the core takes it,
+ProConnect's SSO session, RP-initiated logout and RFC 7009 revocation. Errors that cannot
+be trusted to reach the right client (unknown client, unregistered redirect_uri) and
+requests the core's validation refuses are shown as a page and never redirected.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import hmac
 import json
 import logging
 import re
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 from urllib.parse import unquote_plus, urlencode, urlsplit
 
@@ -24,21 +28,30 @@ from webob import Request, Response
 from webob.multidict import MultiDict, NestedMultiDict, NoVars
 
 from . import pages
-from .config import ENCRYPTION_ENCS, ClientConfig, DevProviderConfig
-from .identities import PIVOT_CLAIMS, SCOPE_CLAIMS, SUPPORTED_SCOPES
-from .store import CodeGrant, Interaction, RedeemError, Store, new_secret
+from .config import ClientConfig, DevProviderConfig
+from .identities import Agent, Identity, fc_claims
+from .profiles import (
+    FCPLUS,
+    PROCONNECT,
+    REVOCATION_PARAMS,
+    discovery,
+    released_claims,
+    scopes_supported,
+)
+from .store import CodeGrant, Interaction, RedeemError, SsoSession, Store, new_secret
 from .tokens import (
-    SIGNING_ALG,
     ClientKeyCache,
     ClientKeyError,
     TokenMinter,
     at_hash,
     pairwise_sub,
+    public_sub,
 )
 
 log = logging.getLogger("fcplus_wsgi.devprovider")
 
 IDP_ID = "dev"
+# Kept for callers of the FC+ profile; each profile's own list is in profiles.py.
 ACR_LEVELS: tuple[str, ...] = ("eidas2", "eidas3")  # lowest first
 AUTHORIZE_PARAMS = frozenset({
     "response_type", "client_id", "redirect_uri", "scope", "state", "nonce", "acr_values", "claims",
@@ -46,10 +59,18 @@ AUTHORIZE_PARAMS = frozenset({
 })
 LOGOUT_PARAMS = frozenset({"id_token_hint", "post_logout_redirect_uri", "state", "client_id", "logout_hint",
                            "ui_locales"})
-MIN_STATE_NONCE = 32
+MIN_STATE_NONCE = 32  # what the FC and ProConnect documentation ask (the cores accept less)
+FC_CORE_MIN_NONCE = 22  # core-fcp AuthorizeParamsDto: @MinLength(22)
 MAX_PARAM = 2048
+FC_ACR_ORDER: tuple[str, ...] = ("eidas1", "eidas2", "eidas3")
+NEW_SESSION_ACRS = frozenset({"eidas2", "eidas3"})  # core-fca-low acrValuesThatRequireNewSession
+SSO_COOKIE = "devprovider_sso"
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,40}")
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+_SAFE_STRING = re.compile(r"[^.*?{}()|\[\]\s\\]*")  # RevocationTokenParamsDTO SAFE_STRING_REGEX
+_PC_URL = re.compile(r"https?://[^/].+")  # core-fca-low URL_REGEX
+_PKCE_FORMAT = re.compile(r"[A-Za-z0-9\-._~]{43,128}")  # node-oidc-provider pkce_format
+_EMAIL = re.compile(r"[^@\s<>\"]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?\.[A-Za-z]{2,}")
 _DUMMY_SECRET = b"\x00" * 32
 _FORM = "application/x-www-form-urlencoded"
 
@@ -64,6 +85,19 @@ class _AuthorizeError(Exception):
         super().__init__(description)
         self.error = error
         self.description = description
+
+
+@dataclass
+class _Checked:
+    """A validated authorization request, ready to become an interaction or an SSO code."""
+
+    single: dict[str, str]
+    scopes: tuple[str, ...]
+    min_acr: str
+    acr_choices: tuple[str, ...]
+    essential_acr: bool
+    prompts: set[str] = field(default_factory=set)
+    amr_requested: bool = True
 
 
 def _names(names: Iterable[str]) -> str:
@@ -131,14 +165,30 @@ def _bad_request(detail_fr: str, detail_en: str) -> Response:
 
 
 def levels_from(min_acr: str) -> tuple[str, ...]:
-    """The eIDAS levels acceptable for a request whose minimum is `min_acr`."""
+    """The eIDAS levels acceptable for an FC+ request whose minimum is `min_acr`."""
     return ACR_LEVELS[ACR_LEVELS.index(min_acr):]
 
 
-def released_claims(scopes: Iterable[str]) -> list[str]:
-    """Claim names the granted scopes release, in the canonical FC+ order."""
-    wanted = {claim for scope in scopes for claim in SCOPE_CLAIMS.get(scope, ())}
-    return [claim for claim in PIVOT_CLAIMS if claim in wanted]
+def s256(verifier: str) -> str:
+    """RFC 7636 S256 code challenge of a verifier."""
+    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode("ascii")).digest()).rstrip(b"=").decode()
+
+
+def _acr_claim_request(claims: Any) -> tuple[bool, list[str] | None, bool]:
+    """(essential, requested values or None, amr requested) from a parsed `claims` parameter."""
+    id_token = claims.get("id_token") if isinstance(claims, dict) else None
+    if not isinstance(id_token, dict):
+        return False, None, False
+    amr_requested = "amr" in id_token
+    acr = id_token.get("acr")
+    if not isinstance(acr, dict):
+        return False, None, amr_requested
+    values: list[str] | None = None
+    if isinstance(acr.get("values"), list):
+        values = [v for v in acr["values"] if isinstance(v, str)]
+    elif isinstance(acr.get("value"), str):
+        values = [acr["value"]]
+    return acr.get("essential") is True, values, amr_requested
 
 
 class DevProviderApp:
@@ -151,8 +201,10 @@ class DevProviderApp:
     def __init__(self, config: DevProviderConfig, *, clock: Callable[[], float] = time.time,
                  key_cache: ClientKeyCache | None = None) -> None:
         self.config = config
+        self.profile = config.platform
         self._clock = clock
         self._issuer_path = urlsplit(config.issuer).path.rstrip("/")
+        self._secure_cookie = config.issuer.startswith("https://")
         self._store = Store(clock, config.code_ttl, config.access_token_ttl)
         self._minter = TokenMinter(config.signing_jwks(), key_cache or ClientKeyCache())
         self._routes: dict[str, tuple[frozenset[str], Handler]] = {
@@ -177,35 +229,11 @@ class DevProviderApp:
 
     def discovery(self) -> dict[str, Any]:
         """The discovery document served at {issuer}/.well-known/openid-configuration."""
-        iss = self.config.issuer
-        return {
-            "issuer": iss,
-            "authorization_endpoint": f"{iss}/authorize",
-            "token_endpoint": f"{iss}/token",
-            "userinfo_endpoint": f"{iss}/userinfo",
-            "jwks_uri": f"{iss}/jwks",
-            "end_session_endpoint": f"{iss}/session/end",
-            "revocation_endpoint": f"{iss}/token/revocation",
-            "response_types_supported": ["code"],
-            "response_modes_supported": ["query"],
-            "grant_types_supported": ["authorization_code"],
-            "subject_types_supported": ["pairwise"],
-            "id_token_signing_alg_values_supported": [SIGNING_ALG],
-            "id_token_encryption_alg_values_supported": ["RSA-OAEP", "ECDH-ES"],
-            "id_token_encryption_enc_values_supported": list(ENCRYPTION_ENCS),
-            "userinfo_signing_alg_values_supported": [SIGNING_ALG],
-            "userinfo_encryption_alg_values_supported": ["RSA-OAEP", "ECDH-ES"],
-            "userinfo_encryption_enc_values_supported": list(ENCRYPTION_ENCS),
-            "acr_values_supported": list(ACR_LEVELS),
-            "scopes_supported": list(SUPPORTED_SCOPES),
-            "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr",
-                                 "at_hash", "sid", "idp_id", *PIVOT_CLAIMS],
-            "claims_parameter_supported": True,
-            "request_parameter_supported": False,
-            "request_uri_parameter_supported": False,
-            "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
-            "revocation_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
-        }
+        return discovery(self.profile, self.config.issuer)
+
+    def revocations(self, client_id: str) -> int:
+        """How many live access tokens this client has revoked (RFC 7009), for tests and CI."""
+        return self._store.revocations.get(client_id, 0)
 
     # -- WSGI -----------------------------------------------------------------------------
 
@@ -269,16 +297,27 @@ class DevProviderApp:
 
     # -- authorization ------------------------------------------------------------------------
 
+    def _refused_page(self, reason: str) -> Response:
+        """The platform's own error page for a request its authorize validation refuses (no callback)."""
+        code = self.profile.dto_error_code
+        log.info("authorize: refused by the %s request validation (%s)", self.profile.label, code)
+        return _bad_request(
+            f"{code} – {self.profile.label} refuse cette demande d'autorisation : {reason}. "
+            "Le service n'est pas rappelé.",
+            f"{code} – {self.profile.label} refuses this authorization request: {reason}. "
+            "The service gets no callback.")
+
     def _authorize(self, request: Request) -> Response:
         params = _params(request)
         if params is None:
             return _bad_request(f"Le corps de la requête doit être de type {_FORM}.",
                                 f"The request body must be {_FORM}.")
+        problem = (self._fc_params_problem(params) if self.profile.is_franceconnect_family
+                   else self._pc_params_problem(params))
+        if problem is not None:
+            return self._refused_page(problem)
         client_ids = params.getall("client_id")
-        if len(client_ids) != 1:
-            return _bad_request("Le paramètre client_id est absent ou répété.",
-                                "The client_id parameter is missing or repeated.")
-        client = self.config.client(client_ids[0])
+        client = self.config.client(client_ids[0]) if len(client_ids) == 1 else None
         if client is None:
             log.info("authorize: unknown client_id")
             return _bad_request("Ce service (client_id) n'est pas enregistré auprès du fournisseur.",
@@ -292,76 +331,253 @@ class DevProviderApp:
                 "The redirect_uri parameter is missing, repeated or does not exactly match any URI "
                 "registered for this service.")
         redirect_uri = redirect_uris[0]
-        states = params.getall("state")
-        state = states[0] if len(states) == 1 else None
+        single, _ = _single(params)
+        state = single.get("state")
+        mode = single.get("response_mode", "query")
+        if mode not in ("query", "fragment", "form_post"):
+            mode = "query"
         try:
-            single = self._check_authorize(params)
+            checked = (self._check_fc(single) if self.profile.is_franceconnect_family
+                       else self._check_pc(single))
         except _AuthorizeError as exc:
             log.info("authorize: %s for client %s", exc.error, client.client_id)
-            return _redirect(redirect_uri, {"error": exc.error, "error_description": exc.description,
-                                            "state": state})
-        scopes = tuple(dict.fromkeys(single["scope"].split()))
-        min_acr = min((v for v in single["acr_values"].split() if v in ACR_LEVELS), key=ACR_LEVELS.index)
-        interaction = self._store.add_interaction(client.client_id, redirect_uri, scopes, single["state"],
-                                                  single["nonce"], min_acr)
+            return self._deliver(redirect_uri, mode, {"error": exc.error, "error_description": exc.description,
+                                                      "state": state})
+        interaction = self._store.add_interaction(
+            client.client_id, redirect_uri, checked.scopes, single["state"], single.get("nonce"), checked.min_acr,
+            acr_choices=checked.acr_choices, code_challenge=single.get("code_challenge"), response_mode=mode,
+            idp_hint=single.get("idp_hint"), login_hint=single.get("login_hint"),
+            siret_hint=single.get("siret_hint"), amr_requested=checked.amr_requested)
+        if self.profile.sso:
+            return self._pc_continue(request, client, interaction, checked)
         return self._login_page(client, interaction)
 
-    def _check_authorize(self, params: Params) -> dict[str, str]:
-        """FC+ core's DTO checks (forbidNonWhitelisted), in the order FC+ applies them."""
-        unknown = [name for name in params if name not in AUTHORIZE_PARAMS]
+    def _deliver(self, redirect_uri: str, mode: str, params: dict[str, str | None]) -> Response:
+        """Send an authorization response the way the request's response_mode asks (iss per RFC 9207)."""
+        params = {**params, "iss": self.config.issuer}
+        if mode == "fragment":
+            response = Response(status=303)
+            response.location = f"{redirect_uri}#{urlencode({k: v for k, v in params.items() if v is not None})}"
+            return response
+        if mode == "form_post":
+            page = pages.render("form_post.html", form_targets=(pages.origin(redirect_uri),), script=True,
+                                action=redirect_uri,
+                                fields=[(k, v) for k, v in params.items() if v is not None])
+            return _html(page)
+        return _redirect(redirect_uri, params)
+
+    # The cores' request validation: a failure there is the platform's error page.
+
+    def _common_params_problem(self, params: Params) -> tuple[dict[str, str], str | None]:
+        unknown = [name for name in params if name not in self.profile.authorize_params]
         if unknown:
-            raise _AuthorizeError("invalid_request", f"Y030007 parameter not allowed: {_names(unknown)}")
+            return {}, f"parameter not allowed: {_names(unknown)}"
         single, repeated = _single(params)
         if repeated:
-            raise _AuthorizeError("invalid_request", f"Y030007 parameter repeated: {_names(repeated)}")
-        if "response_type" not in single:
-            raise _AuthorizeError("invalid_request", "Y030007 response_type is required")
-        if single["response_type"] != "code":
-            raise _AuthorizeError("unsupported_response_type", "only response_type=code is supported")
-        for name in ("scope", "state", "nonce", "acr_values"):
-            if not single.get(name, "").strip():
-                raise _AuthorizeError("invalid_request", f"Y030007 {name} is required")
+            return {}, f"parameter repeated: {_names(repeated)}"
+        for name in ("client_id", "response_type", "state", "scope", "redirect_uri"):
+            if not single.get(name, ""):
+                return {}, f"{name} is required"
+        if any(len(value) > MAX_PARAM for value in single.values()):
+            return {}, f"a parameter is longer than {MAX_PARAM} characters"
+        return single, None
+
+    def _fc_params_problem(self, params: Params) -> str | None:
+        """core-fcp AuthorizeParamsDto, validated with forbidNonWhitelisted before anything else."""
+        single, problem = self._common_params_problem(params)
+        if problem is not None:
+            return problem
+        if not single.get("acr_values", "").strip():
+            return "acr_values is required"
+        if len(single.get("nonce", "")) < FC_CORE_MIN_NONCE:
+            return f"nonce must be at least {FC_CORE_MIN_NONCE} characters long"
+        if any(value not in self.profile.prompts for value in single.get("prompt", "").split()):
+            return f"prompt accepts only {', '.join(self.profile.prompts)}"
+        # Stricter than the core, as the FranceConnect documentation asks: state and nonce >= 32.
         for name in ("state", "nonce"):
-            if not MIN_STATE_NONCE <= len(single[name]) <= MAX_PARAM:
-                raise _AuthorizeError("invalid_request",
-                                      f"Y030007 {name} must be {MIN_STATE_NONCE} to {MAX_PARAM} characters long")
+            if len(single[name]) < MIN_STATE_NONCE:
+                return f"{name} must be at least {MIN_STATE_NONCE} characters long (FranceConnect documentation)"
+        return None
+
+    def _pc_params_problem(self, params: Params) -> str | None:
+        """core-fca-low AuthorizeParamsDto; unknown parameters refused as ProConnect's documentation says."""
+        single, problem = self._common_params_problem(params)
+        if problem is not None:
+            return problem
+        if not _PC_URL.fullmatch(single["redirect_uri"]):
+            return "redirect_uri must be an http(s) URL"
+        nonce = single.get("nonce")
+        if nonce is not None and not (nonce.isascii() and 1 <= len(nonce) <= 512):
+            return "nonce must be 1 to 512 ASCII characters"
+        if "login_hint" in single and not _EMAIL.fullmatch(single["login_hint"]):
+            return "login_hint must be an email address"
+        if "siret_hint" in single and len(single["siret_hint"]) != 14:
+            return "siret_hint must be 14 characters long"
+        # Stricter than the core, as ProConnect's documentation asks: nonce required, both >= 32.
+        if nonce is None:
+            return "nonce is required (ProConnect documentation)"
+        for name in ("state", "nonce"):
+            if len(single[name]) < MIN_STATE_NONCE:
+                return f"{name} must be at least {MIN_STATE_NONCE} characters long (ProConnect documentation)"
+        return None
+
+    # node-oidc-provider's checks once the client is known: these errors go back to the service.
+
+    def _check_scopes(self, single: dict[str, str]) -> tuple[str, ...]:
+        if single["response_type"] != "code":
+            raise _AuthorizeError("unsupported_response_type", "unsupported response_type requested")
         scopes = single["scope"].split()
         if "openid" not in scopes:
             raise _AuthorizeError("invalid_scope", "scope must contain openid")
-        bad_scopes = [scope for scope in scopes if scope not in SUPPORTED_SCOPES]
+        supported = scopes_supported(self.profile)
+        bad_scopes = [scope for scope in scopes if scope not in supported]
         if bad_scopes:
-            raise _AuthorizeError("invalid_scope", f"scope not supported: {_names(bad_scopes)}")
-        if not any(value in ACR_LEVELS for value in single["acr_values"].split()):
+            raise _AuthorizeError("invalid_scope", f"requested scope is not allowed: {_names(bad_scopes)}")
+        return tuple(dict.fromkeys(scopes))
+
+    @staticmethod
+    def _parse_claims(single: dict[str, str]) -> Any:
+        if "claims" not in single:
+            return None
+        try:
+            claims = json.loads(single["claims"])
+        except ValueError:
+            claims = None
+        if not isinstance(claims, dict):
+            raise _AuthorizeError("invalid_request", "could not parse the claims parameter JSON")
+        return claims
+
+    def _check_fc(self, single: dict[str, str]) -> _Checked:
+        scopes = self._check_scopes(single)
+        levels = self.profile.acr_values
+        requested = [v for v in single["acr_values"].split() if v in levels]
+        if not requested:
             raise _AuthorizeError("invalid_request", "Y020002 acr_values not supported")
-        if "claims" in single:
-            try:
-                claims = json.loads(single["claims"])
-            except ValueError:
-                claims = None
-            if not isinstance(claims, dict):
-                raise _AuthorizeError("invalid_request", "Y030007 claims must be a JSON object")
-        prompts = single.get("prompt", "").split()
-        if any(value not in ("login", "consent", "none") for value in prompts):
-            raise _AuthorizeError("invalid_request", "Y030007 prompt value not supported")
-        if "none" in prompts:
-            raise _AuthorizeError("login_required", "the provider keeps no session: every login is interactive")
+        claims = self._parse_claims(single)
+        _, _, amr_requested = _acr_claim_request(claims)
         if single.get("idp_hint", IDP_ID) != IDP_ID:
-            raise _AuthorizeError("invalid_request", "Y030016 idp_hint not allowed")
-        return single
+            # OidcProviderIdpHintException (Y030032): a redirect, with a non-standard error code.
+            raise _AuthorizeError("invalid_idp_hint", "An idp_hint was provided but is not allowed")
+        min_acr = min(requested, key=FC_ACR_ORDER.index)
+        choices = levels[levels.index(min_acr):]
+        return _Checked(single, scopes, min_acr, choices, essential_acr=True,
+                        amr_requested=amr_requested or self.profile.name == FCPLUS)
+
+    def _check_pc(self, single: dict[str, str]) -> _Checked:
+        scopes = self._check_scopes(single)
+        prompts = set(single.get("prompt", "").split())
+        if any(value not in self.profile.prompts for value in prompts):
+            raise _AuthorizeError("invalid_request", "unsupported prompt value requested")
+        if "none" in prompts and len(prompts) > 1:
+            raise _AuthorizeError("invalid_request", "prompt none must only be used alone")
+        challenge, method = single.get("code_challenge"), single.get("code_challenge_method")
+        if challenge is not None and method is None:
+            raise _AuthorizeError("invalid_request", "plain code_challenge_method fallback disabled, "
+                                                     "code_challenge_method must be provided")
+        if method is not None:
+            if method != "S256":
+                raise _AuthorizeError("invalid_request", "not supported value of code_challenge_method")
+            if challenge is None:
+                raise _AuthorizeError("invalid_request", "code_challenge must be provided with code_challenge_method")
+        if challenge is not None and not _PKCE_FORMAT.fullmatch(challenge):
+            raise _AuthorizeError("invalid_request", "code_challenge must be a string with a minimum length of 43 "
+                                                     "characters and a maximum of 128 unreserved characters")
+        claims = self._parse_claims(single)
+        essential, values, amr_requested = _acr_claim_request(claims)
+        supported = self.profile.acr_values
+        if values is None and "acr_values" in single:
+            values, essential = single["acr_values"].split(), False
+        choices: tuple[str, ...] = supported
+        if values is not None:
+            filtered = tuple(v for v in supported if v in values)
+            if filtered:
+                choices = filtered
+            elif essential:
+                raise _AuthorizeError("invalid_request", "none of the requested essential acr values is supported")
+        default = self.profile.default_acr if self.profile.default_acr in choices else choices[0]
+        ordered = (default, *(acr for acr in choices if acr != default))
+        return _Checked(single, scopes, default, ordered, essential_acr=essential and values is not None,
+                        prompts=prompts, amr_requested=amr_requested)
+
+    # -- ProConnect: identity provider hint, SSO session, prompt=none ----------------------------
+
+    def _sso_session(self, request: Request) -> SsoSession | None:
+        session_id = request.cookies.get(SSO_COOKIE)
+        return self._store.session(session_id) if session_id else None
+
+    def _pc_continue(self, request: Request, client: ClientConfig, interaction: Interaction,
+                     checked: _Checked) -> Response:
+        """What ProConnect's interaction controller does before showing its page."""
+        mode = interaction.response_mode
+        hint = interaction.idp_hint
+        if hint is not None and hint not in {idp.idp_id for idp in self.config.idps}:
+            self._store.pop_interaction(interaction.id)
+            log.info("authorize: unknown idp_hint for client %s", client.client_id)
+            return self._deliver(interaction.redirect_uri, mode, {
+                "error": "idp_hint_not_found", "error_description": "provided idp_hint could not be found",
+                "state": interaction.state})
+        session = self._sso_session(request)
+        agent = self.config.identity(session.uid) if session else None
+        reusable = (
+            session is not None and isinstance(agent, Agent) and "login" not in checked.prompts
+            and (hint is None or agent.idp_id == hint)
+            and (interaction.login_hint is None or agent.email == interaction.login_hint)
+            and (not checked.essential_acr
+                 or (session.acr in checked.acr_choices and session.acr not in NEW_SESSION_ACRS))
+        )
+        if reusable and session is not None and agent is not None:
+            self._store.pop_interaction(interaction.id)
+            grant = self._store.add_code(interaction, agent.uid, session.acr, session)
+            log.info("authorize: SSO session reused for client %s", client.client_id)
+            return self._deliver(interaction.redirect_uri, mode, {"code": grant.code, "state": interaction.state})
+        if "none" in checked.prompts:
+            self._store.pop_interaction(interaction.id)
+            log.info("authorize: login_required (prompt=none) for client %s", client.client_id)
+            return self._deliver(interaction.redirect_uri, mode, {
+                "error": "login_required", "error_description": "End-User authentication is required",
+                "state": interaction.state})
+        response = self._login_page(client, interaction)
+        if session is not None:
+            self._store.drop_session(session.id)
+            self._clear_sso_cookie(response)
+        return response
+
+    def _set_sso_cookie(self, response: Response, session: SsoSession) -> None:
+        response.set_cookie(SSO_COOKIE, session.id, max_age=int(session.expires_at - self._clock()),
+                            path=self._issuer_path + "/", secure=self._secure_cookie, httponly=True, samesite="lax")
+
+    def _clear_sso_cookie(self, response: Response) -> None:
+        response.delete_cookie(SSO_COOKIE, path=self._issuer_path + "/")
+
+    # -- the login page ------------------------------------------------------------------------
 
     def _login_page(self, client: ClientConfig, interaction: Interaction) -> Response:
-        page = pages.render(
-            "authorize.html",
-            form_targets=(pages.origin(interaction.redirect_uri),),
-            client_id=client.client_id,
-            min_acr=interaction.min_acr,
-            action=f"{self._issuer_path}/interaction/{interaction.id}",
-            identities=self.config.identities,
-            levels=levels_from(interaction.min_acr),
-            acr_labels=pages.ACR_LABELS,
-            claims=released_claims(interaction.scopes),
-        )
+        common: dict[str, Any] = {
+            "form_targets": (pages.origin(interaction.redirect_uri),),
+            "client_id": client.client_id,
+            "action": f"{self._issuer_path}/interaction/{interaction.id}",
+            "levels": interaction.acr_choices,
+            "acr_label": pages.acr_label,
+            "claims": released_claims(self.profile, interaction.scopes),
+            "platform": self.profile.label,
+        }
+        if self.profile.name == PROCONNECT:
+            agents = self._agents_for(interaction)
+            chosen = next((a for a in agents if a.email == interaction.login_hint), None)
+            chosen = chosen or next((a for a in agents if a.siret == interaction.siret_hint), None)
+            page = pages.render("proconnect.html", agents=agents, chosen=(chosen or agents[0]).uid,
+                                login_hint=interaction.login_hint or "", siret_hint=interaction.siret_hint or "",
+                                idps={idp.idp_id: idp.name for idp in self.config.idps}, **common)
+        else:
+            page = pages.render("authorize.html", min_acr=interaction.min_acr, identities=self.config.identities,
+                                **common)
         return _html(page)
+
+    def _agents_for(self, interaction: Interaction) -> list[Agent]:
+        agents = [a for a in self.config.identities or () if isinstance(a, Agent)]
+        if interaction.idp_hint is not None:
+            agents = [a for a in agents if a.idp_id == interaction.idp_hint]
+        return agents
 
     def _interaction(self, request: Request) -> Response:
         interaction_id = request.path[len(self._issuer_path) + len("/interaction/"):]
@@ -377,23 +593,33 @@ class DevProviderApp:
         if repeated:
             return _bad_request("Un champ du formulaire est répété.", "A form field is repeated.")
         decision = form.get("decision")
+        mode = interaction.response_mode
         if decision == "refuse":
             log.info("interaction: user refused for client %s", interaction.client_id)
-            return _redirect(interaction.redirect_uri, {"error": "access_denied",
-                                                        "error_description": "the user refused to sign in",
-                                                        "state": interaction.state})
+            return self._deliver(interaction.redirect_uri, mode, {
+                "error": "access_denied", "error_description": "the user refused to sign in",
+                "state": interaction.state})
         if decision != "accept":
             return _bad_request("Décision inconnue.", "Unknown decision.")
         identity = self.config.identity(form.get("identity", ""))
-        if identity is None:
+        if identity is None or (self.profile.name == PROCONNECT
+                                and identity not in self._agents_for(interaction)):
             return _bad_request("Identité de test inconnue.", "Unknown test identity.")
         acr = form.get("acr", "")
-        if acr not in levels_from(interaction.min_acr):
-            return _bad_request(f"Niveau eIDAS refusé : le service exige {interaction.min_acr} au minimum.",
-                                f"eIDAS level refused: the service requires {interaction.min_acr} or above.")
-        grant = self._store.add_code(interaction, identity.uid, acr)
+        if acr not in interaction.acr_choices:
+            return _bad_request(f"Niveau refusé : le service exige {interaction.min_acr} au minimum ou l'un de "
+                                f"{', '.join(interaction.acr_choices)}.",
+                                f"Level refused: the service requires {interaction.min_acr} or above, or one of "
+                                f"{', '.join(interaction.acr_choices)}.")
+        session = None
+        if self.profile.sso:
+            session = self._store.add_session(identity.uid, acr, new_secret())
+        grant = self._store.add_code(interaction, identity.uid, acr, session)
         log.info("interaction: authorization code issued for client %s at %s", interaction.client_id, acr)
-        return _redirect(interaction.redirect_uri, {"code": grant.code, "state": interaction.state})
+        response = self._deliver(interaction.redirect_uri, mode, {"code": grant.code, "state": interaction.state})
+        if session is not None:
+            self._set_sso_cookie(response, session)
+        return response
 
     # -- client authentication ------------------------------------------------------------------
 
@@ -414,34 +640,31 @@ class DevProviderApp:
         return client if isinstance(client, Response) else (form, client)
 
     def _authenticate(self, request: Request, form: dict[str, str]) -> ClientConfig | Response:
-        """client_secret_basic or client_secret_post (exactly one), compared in constant time."""
+        """client_secret_post only, compared in constant time: the cores do not enable client_secret_basic."""
         header = request.headers.get("Authorization", "")
         scheme, _, value = header.strip().partition(" ")
-        basic = scheme.lower() == "basic"
-        client_id: str | None
-        if basic:
+        if scheme.lower() == "basic":
+            if "client_secret" in form:
+                return _oauth_error(400, "invalid_request",
+                                    "client authentication must only be provided using one mechanism")
             try:
                 decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
             except ValueError:  # binascii.Error, non-ASCII input and bad UTF-8 are all ValueErrors
                 decoded = ""
-            raw_id, colon, raw_secret = decoded.partition(":")
-            if not colon:
-                return self._unauthorized("malformed HTTP Basic credentials", basic)
-            # RFC 6749 §2.3.1: both parts are form-urlencoded before Basic encoding.
-            client_id, secret = unquote_plus(raw_id), unquote_plus(raw_secret)
-            if "client_secret" in form:
-                return _oauth_error(400, "invalid_request", "use only one client authentication method")
-            if form.get("client_id", client_id) != client_id:
-                return self._unauthorized("client_id differs from the authenticated client", basic)
-        elif "client_secret" in form:
-            client_id, secret = form.get("client_id"), form["client_secret"]
-        else:
-            return self._unauthorized("client authentication is required", basic)
+            basic_id = unquote_plus(decoded.partition(":")[0])
+            if not self.config.client(basic_id):
+                return self._unauthorized("client authentication failed", basic=True)
+            log.info("client authentication refused: client_secret_basic is not enabled")
+            return self._unauthorized("the provided authentication mechanism (client_secret_basic) does not match "
+                                      "the registered client authentication method (client_secret_post)", basic=True)
+        if "client_secret" not in form:
+            return self._unauthorized("client authentication is required (client_secret_post)", basic=False)
+        client_id, secret = form.get("client_id"), form["client_secret"]
         client = self.config.client(client_id) if client_id else None
         expected = client.client_secret.encode("utf-8") if client else _DUMMY_SECRET
         if not hmac.compare_digest(secret.encode("utf-8"), expected) or client is None:
             log.info("client authentication failed")
-            return self._unauthorized("client authentication failed", basic)
+            return self._unauthorized("client authentication failed", basic=False)
         return client
 
     @staticmethod
@@ -452,6 +675,15 @@ class DevProviderApp:
         return response
 
     # -- token ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _pkce_ok(grant: CodeGrant, verifier: str | None) -> bool:
+        """node-oidc-provider's check: a verifier iff a challenge was sent, and S256(verifier) matches."""
+        if verifier is None and grant.code_challenge is None:
+            return True
+        if verifier is None or grant.code_challenge is None or not _PKCE_FORMAT.fullmatch(verifier):
+            return False
+        return hmac.compare_digest(s256(verifier), grant.code_challenge)
 
     def _token(self, request: Request) -> Response:
         checked = self._client_form(request)
@@ -473,6 +705,9 @@ class DevProviderApp:
         except RedeemError as exc:
             log.info("token: invalid_grant for client %s (%s)", client.client_id, exc)
             return _oauth_error(400, "invalid_grant", str(exc))
+        if not self._pkce_ok(grant, form.get("code_verifier")):
+            log.info("token: PKCE verification failed for client %s", client.client_id)
+            return _oauth_error(400, "invalid_grant", "PKCE verification failed")
         access_token = new_secret()
         try:
             key = self._minter.prepare_key(client, "id_token")
@@ -494,11 +729,18 @@ class DevProviderApp:
             "scope": " ".join(grant.scopes),
         })
 
+    def _sub(self, client: ClientConfig, uid: str) -> str:
+        """Pairwise per client on FC/FC+, public (one per agent) on ProConnect."""
+        if self.profile.subject_type == "public":
+            agent = self.config.identity(uid)
+            return public_sub(agent.idp_id if isinstance(agent, Agent) else IDP_ID, uid)
+        return pairwise_sub(client.client_id, uid)
+
     def _id_token_claims(self, client: ClientConfig, grant: CodeGrant, access_token: str) -> dict[str, Any]:
         now = int(self._clock())
-        return {
+        claims: dict[str, Any] = {
             "iss": self.config.issuer,
-            "sub": pairwise_sub(client.client_id, grant.uid),
+            "sub": self._sub(client, grant.uid),
             "aud": client.client_id,
             "exp": now + self.config.id_token_ttl,
             "iat": now,
@@ -510,6 +752,13 @@ class DevProviderApp:
             "sid": grant.sid,
             "idp_id": IDP_ID,
         }
+        if self.profile.name == PROCONNECT:
+            del claims["idp_id"]
+        if not grant.amr_requested:
+            del claims["amr"]
+        if grant.nonce is None:
+            del claims["nonce"]
+        return claims
 
     # -- userinfo -------------------------------------------------------------------------------
 
@@ -523,6 +772,13 @@ class DevProviderApp:
         response = _json(status, body)
         response.headers["WWW-Authenticate"] = challenge
         return response
+
+    def _user_claims(self, user: Identity | Agent, acr: str) -> dict[str, Any]:
+        if isinstance(user, Agent):
+            return dict(user.claims(acr))
+        if self.profile.name == FCPLUS:
+            return dict(user.claims())
+        return fc_claims(user)
 
     def _userinfo(self, request: Request) -> Response:
         header = request.headers.get("Authorization")
@@ -540,10 +796,10 @@ class DevProviderApp:
         identity = self.config.identity(token.uid)
         if client is None or identity is None:  # config objects are immutable; cannot happen
             return self._bearer_error(401, "invalid_token", "the access token is unknown, expired or revoked")
-        claims: dict[str, Any] = {"sub": pairwise_sub(client.client_id, identity.uid), "iss": self.config.issuer,
+        claims: dict[str, Any] = {"sub": self._sub(client, identity.uid), "iss": self.config.issuer,
                                   "aud": client.client_id}
-        available = identity.claims()
-        for name in released_claims(token.scopes):
+        available = self._user_claims(identity, token.acr)
+        for name in released_claims(self.profile, token.scopes):
             if name in available:
                 claims[name] = available[name]
         try:
@@ -555,10 +811,6 @@ class DevProviderApp:
         log.info("userinfo: served for client %s", client.client_id)
         return Response(body.encode("ascii"), status=200, content_type="application/jwt")
 
-    def revocations(self, client_id: str) -> int:
-        """How many live access tokens this client has revoked (RFC 7009), for tests and CI."""
-        return self._store.revocations.get(client_id, 0)
-
     # -- logout and revocation --------------------------------------------------------------------
 
     def _end_session(self, request: Request) -> Response:
@@ -569,8 +821,8 @@ class DevProviderApp:
         unknown = [name for name in params if name not in LOGOUT_PARAMS]
         single, repeated = _single(params)
         if unknown or repeated:
-            return _bad_request("Paramètre inconnu ou répété dans la demande de déconnexion.",
-                                "Unknown or repeated parameter in the logout request.")
+            return _bad_request("Y000400 – Paramètre inconnu ou répété dans la demande de déconnexion.",
+                                "Y000400 – Unknown or repeated parameter in the logout request.")
         hint = single.get("id_token_hint", "")
         if not hint:
             return _bad_request("Le paramètre id_token_hint est obligatoire.", "The id_token_hint parameter is required.")
@@ -595,17 +847,44 @@ class DevProviderApp:
                 "post_logout_redirect_uri is missing or does not exactly match any logout URI registered "
                 "for this service.")
         log.info("end_session: logout for client %s", client.client_id)
-        return _redirect(target, {"state": single.get("state")})
+        response = _redirect(target, {"state": single.get("state")})
+        if self.profile.sso:
+            session_id = request.cookies.get(SSO_COOKIE)
+            if session_id:
+                self._store.drop_session(session_id)
+                self._clear_sso_cookie(response)
+        return response
+
+    def _revocation_problem(self, request: Request) -> str | None:
+        """RevocationTokenParamsDTO through the core's ValidationPipe (a failure is a 400 page, Y000400)."""
+        if request.content_type != _FORM:
+            return f"the request body must be {_FORM}"
+        form, repeated = _single(request.POST)
+        if repeated:
+            return f"parameter repeated: {_names(repeated)}"
+        extra = [name for name in form if name not in REVOCATION_PARAMS]
+        if extra and self.profile.revocation_forbids_extra:
+            return f"parameter not allowed: {_names(extra)}"
+        token, secret = form.get("token", ""), form.get("client_secret", "")
+        if len(token) < 43 or not _SAFE_STRING.fullmatch(token):
+            return "token must be at least 43 characters, without spaces or . * ? { } ( ) | [ ] \\"
+        if "client_id" not in form:
+            return "client_id is required"
+        if len(secret) < 32 or not secret.isascii():
+            return "client_secret must be at least 32 ASCII characters"
+        return None
 
     def _revocation(self, request: Request) -> Response:
+        problem = self._revocation_problem(request)
+        if problem is not None:
+            log.info("revocation: refused by the %s request validation", self.profile.label)
+            return _bad_request(f"Y000400 – Requête de révocation refusée : {problem}.",
+                                f"Y000400 – Revocation request refused: {problem}.")
         checked = self._client_form(request)
         if isinstance(checked, Response):
             return checked
         form, client = checked
-        token = form.get("token")
-        if not token:
-            return _oauth_error(400, "invalid_request", "token is required")
-        self._store.revoke_access_token(token, client.client_id)
+        self._store.revoke_access_token(form["token"], client.client_id)
         log.info("revocation: request handled for client %s", client.client_id)
         return Response(b"", status=200, content_type="text/plain")
 
@@ -616,4 +895,3 @@ def make_app(config: DevProviderConfig, *, clock: Callable[[], float] = time.tim
     if not isinstance(config, DevProviderConfig):
         raise TypeError("make_app() needs a DevProviderConfig")
     return DevProviderApp(config, clock=clock, key_cache=key_cache)
-

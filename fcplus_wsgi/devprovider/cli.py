@@ -13,9 +13,10 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
-from .config import ENCRYPTION_ALGS, ClientConfig, DevProviderConfig, clients_from_json
+from .config import ENCRYPTION_ALGS, PROFILE_DEFAULT, SIGNING_ALGS, ClientConfig, DevProviderConfig, clients_from_json
 from .errors import ConfigError
-from .identities import BUILTIN_IDENTITIES, identities_from_json
+from .identities import Agent, Identity, agents_from_json, identities_from_json
+from .profiles import PROFILE_NAMES, PROFILES
 from .server import exposure_warning, serve_forever
 
 PROG = "fcplus-wsgi mock-provider"
@@ -43,9 +44,11 @@ def _port(value: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
-        description="Run the FC+ development provider (an offline stand-in for FranceConnect+). "
-                    "NOT FOR PRODUCTION: it signs anyone in as any test identity.",
+        description="Run the development provider (an offline stand-in for FranceConnect+, FranceConnect "
+                    "or ProConnect). NOT FOR PRODUCTION: it signs anyone in as any test identity.",
     )
+    parser.add_argument("--profile", choices=PROFILE_NAMES, default="fcplus",
+                        help="platform to imitate on the wire: fcplus (default), franceconnect or proconnect")
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=_port, default=9000, help="port to listen on (default 9000)")
     parser.add_argument("--issuer", help="issuer URL (default http://HOST:PORT/api/v2)")
@@ -55,12 +58,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--post-logout-redirect-uri", action="append", default=[],
                         help="its post_logout_redirect_uri (repeatable)")
     parser.add_argument("--jwks-uri", help="URL of its public JWKS (encryption keys)")
-    parser.add_argument("--encryption-alg", choices=[*ENCRYPTION_ALGS, "none"], default="RSA-OAEP",
-                        help="JWE alg for its id_token and userinfo (default RSA-OAEP, as FC+)")
+    parser.add_argument("--encryption-alg", choices=[*ENCRYPTION_ALGS, "none"], default=None,
+                        help="JWE alg for its id_token and userinfo (default: RSA-OAEP for fcplus, "
+                             "none for franceconnect and proconnect)")
+    parser.add_argument("--signing-alg", choices=SIGNING_ALGS, default=None,
+                        help="its id_token_signed_response_alg (default ES256; RS256 on franceconnect and proconnect)")
     parser.add_argument("--clients", metavar="FILE", help="JSON list of client objects")
     parser.add_argument("--identities", metavar="FILE", help="JSON list of identity objects")
     parser.add_argument("--signing-keys", metavar="FILE",
-                        help="private JWKS of ES256 signing keys (default: a new key at each start)")
+                        help="private JWKS of signing keys, ES256 (and RS256 outside fcplus) "
+                             "(default: new keys at each start)")
     return parser
 
 
@@ -92,25 +99,33 @@ def build_config(args: argparse.Namespace) -> DevProviderConfig:
     if any(single):
         if not (args.client_id and args.client_secret and args.redirect_uri):
             raise _UsageError("--client-id, --client-secret and at least one --redirect-uri must be given together")
-        alg = None if args.encryption_alg == "none" else args.encryption_alg
-        if alg is not None and not args.jwks_uri:
-            raise _UsageError("--jwks-uri is required because FC+ encrypts id_tokens and userinfo to the "
-                              "service's public key (or pass --encryption-alg none)")
+        profile = PROFILES[args.profile]
+        alg: str | None
+        if args.encryption_alg is None:
+            alg, resolved = PROFILE_DEFAULT, profile.default_encryption_alg
+        else:
+            alg = resolved = None if args.encryption_alg == "none" else args.encryption_alg
+        if resolved is not None and not args.jwks_uri:
+            raise _UsageError(f"--jwks-uri is required because {profile.label} encrypts id_tokens and userinfo "
+                              "to the service's public key (or pass --encryption-alg none)")
         clients.append(ClientConfig(
             client_id=args.client_id, client_secret=args.client_secret, redirect_uris=args.redirect_uri,
             post_logout_redirect_uris=args.post_logout_redirect_uri, jwks_uri=args.jwks_uri,
             id_token_encrypted_response_alg=alg, userinfo_encrypted_response_alg=alg,
+            id_token_signed_response_alg=args.signing_alg,
         ))
     if not clients:
         raise _UsageError("register a client with --client-id, --client-secret and --redirect-uri, "
                           "or with --clients FILE")
-    identities = BUILTIN_IDENTITIES
+    identities: tuple[Identity, ...] | tuple[Agent, ...] | None = None
     if args.identities:
-        identities = tuple(identities_from_json(_load_json(args.identities, "--identities"),
-                                                f"--identities file {args.identities}"))
+        data, source = _load_json(args.identities, "--identities"), f"--identities file {args.identities}"
+        identities = (tuple(agents_from_json(data, source)) if args.profile == "proconnect"
+                      else tuple(identities_from_json(data, source)))
     signing_keys = _load_json(args.signing_keys, "--signing-keys") if args.signing_keys else None
     issuer = args.issuer or f"http://{_url_host(args.host)}:{args.port}/api/v2"
-    return DevProviderConfig(issuer=issuer, clients=clients, identities=identities, signing_keys=signing_keys)
+    return DevProviderConfig(issuer=issuer, clients=clients, identities=identities, signing_keys=signing_keys,
+                             profile=args.profile)
 
 
 def _sentence(message: str) -> str:

@@ -185,3 +185,202 @@ BUILTIN_IDENTITIES: tuple[Identity, ...] = (
     ),
 )
 """Fictional built-in test identities (one born abroad, one with a presumed birth date)."""
+
+
+# -- FranceConnect (standard platform) ---------------------------------------------------------
+
+# FC v2 adds `given_name_array` wherever `given_name` is released (core-fcp-low scopes in
+# back/libs/scopes/src/data/fcp-low/fcp-low.scopes.ts); otherwise the pivot identity is FC+'s.
+FC_CLAIMS: tuple[str, ...] = (
+    "given_name",
+    "given_name_array",
+    "family_name",
+    "preferred_username",
+    "birthdate",
+    "gender",
+    "birthplace",
+    "birthcountry",
+    "email",
+)
+FC_SCOPE_CLAIMS: dict[str, tuple[str, ...]] = {
+    **SCOPE_CLAIMS,
+    "given_name": ("given_name", "given_name_array"),
+    "profile": ("given_name", "given_name_array", "family_name", "birthdate", "gender", "preferred_username"),
+    "identite_pivot": ("given_name", "given_name_array", "family_name", "birthdate", "gender", "birthplace",
+                       "birthcountry"),
+}
+
+
+def fc_claims(ident: Identity) -> dict[str, Any]:
+    """The claims FC (not FC+) releases for a citizen: FC+'s plus the first names as a list."""
+    out: dict[str, Any] = dict(ident.claims())
+    out["given_name_array"] = ident.given_name.split()
+    return out
+
+
+# -- ProConnect agents ---------------------------------------------------------------------------
+
+# ProConnect scopes and their claims (federation core: back/libs/oidc-provider/src/services/
+# oidc-provider-config.service.ts, `claims`); only scopes the development provider can fill.
+AGENT_CLAIMS: tuple[str, ...] = (
+    "given_name",
+    "usual_name",
+    "email",
+    "uid",
+    "siret",
+    "siren",
+    "phone_number",
+    "organizational_unit",
+    "belonging_population",
+    "idp_id",
+    "idp_acr",
+    "organization_label",
+)
+AGENT_SCOPE_CLAIMS: dict[str, tuple[str, ...]] = {
+    "openid": (),
+    "given_name": ("given_name",),
+    "usual_name": ("usual_name",),
+    "email": ("email",),
+    "uid": ("uid",),
+    "siret": ("siret",),
+    "siren": ("siren",),
+    "phone": ("phone_number",),
+    "organizational_unit": ("organizational_unit",),
+    "belonging_population": ("belonging_population",),
+    "idp_id": ("idp_id",),
+    "idp_acr": ("idp_acr",),
+    "organization_label": ("organization_label",),
+}
+
+_SIRET = re.compile(r"[0-9]{14}")
+_SIREN = re.compile(r"[0-9]{9}")
+_PHONE = re.compile(r"\+?[0-9 .()-]{4,32}")
+
+
+@dataclass(frozen=True)
+class TestIdp:
+    """An identity provider behind the ProConnect profile; `idp_id` is what idp_hint names."""
+
+    __test__ = False  # not a pytest test class, whatever its name
+
+    idp_id: str
+    name: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.idp_id, str) or not _UID.fullmatch(self.idp_id):
+            raise ConfigError(f"identity provider {self.idp_id!r}: idp_id must be 1-64 letters, digits, '.', "
+                              "'_' or '-'")
+        if not isinstance(self.name, str) or not 1 <= len(self.name) <= 256:
+            raise ConfigError(f"identity provider {self.idp_id!r}: name must be 1-256 characters")
+
+
+BUILTIN_IDPS: tuple[TestIdp, ...] = (
+    TestIdp("dev-etat", "Ministère fictif des Essais (agents de l'État)"),
+    TestIdp("dev-territoriale", "Commune fictive de Testville (fonction publique territoriale)"),
+)
+"""The ProConnect profile's test identity providers."""
+
+
+@dataclass(frozen=True)
+class Agent:
+    """One ProConnect test user: a public agent as an identity provider describes them.
+
+    `siren` defaults to the first nine digits of `siret`, as for any French establishment.
+    Optional claims left as None are omitted, as ProConnect omits what the IdP did not send.
+    """
+
+    uid: str
+    given_name: str
+    usual_name: str
+    email: str
+    siret: str
+    idp_id: str
+    organization_label: str | None = None
+    siren: str | None = None
+    organizational_unit: str | None = None
+    belonging_population: str | None = None
+    phone_number: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.siren is None and isinstance(self.siret, str):
+            object.__setattr__(self, "siren", self.siret[:9])
+        problem = _agent_problem(self)
+        if problem:
+            raise ConfigError(f"agent {self.uid!r}: {problem}")
+
+    def claims(self, idp_acr: str) -> dict[str, str]:
+        """Every claim this agent has, by claim name; `idp_acr` is the level the IdP asserted."""
+        out = {name: getattr(self, name) for name in AGENT_CLAIMS if name != "idp_acr"}
+        out["idp_acr"] = idp_acr
+        return {name: value for name, value in out.items() if value is not None}
+
+
+def _agent_problem(agent: Agent) -> str | None:
+    """Why an agent does not look like what ProConnect sends (identity-for-sp DTO), or None."""
+    for f in fields(agent):
+        value = getattr(agent, f.name)
+        if value is not None and not isinstance(value, str):
+            return f"{f.name} must be a string"
+    if not _UID.fullmatch(agent.uid):
+        return "uid must be 1-64 letters, digits, '.', '_' or '-'"
+    for name in ("given_name", "usual_name", "organization_label", "organizational_unit", "belonging_population"):
+        value = getattr(agent, name)
+        if value is not None and not 1 <= len(value.strip()) <= 256:
+            return f"{name} must be 1-256 characters"
+    if not _EMAIL.fullmatch(agent.email):
+        return "email must be an address like name@example.org"
+    if not _SIRET.fullmatch(agent.siret):
+        return "siret must be 14 digits, without spaces"
+    if agent.siren is not None and not _SIREN.fullmatch(agent.siren):
+        return "siren must be 9 digits"
+    if agent.phone_number is not None and not _PHONE.fullmatch(agent.phone_number):
+        return "phone_number must be a phone number"
+    if not _UID.fullmatch(agent.idp_id):
+        return "idp_id must name an identity provider"
+    return None
+
+
+_AGENT_REQUIRED = ("uid", "given_name", "usual_name", "email", "siret", "idp_id")
+
+
+def agents_from_json(data: Any, source: str = "identities") -> list[Agent]:
+    """Parse a JSON list of agent objects (the --identities file format of the ProConnect profile)."""
+    return records_from_json(Agent, data, source, "agent", _AGENT_REQUIRED)
+
+
+BUILTIN_AGENTS: tuple[Agent, ...] = (
+    Agent(
+        uid="claire-bernard",
+        given_name="Claire Anne",
+        usual_name="BERNARD",
+        email="claire.bernard@essais.example.gouv.fr",
+        siret="13000001000012",
+        idp_id="dev-etat",
+        organization_label="Ministère fictif des Essais",
+        organizational_unit="Direction du numérique",
+        belonging_population="agent",
+        phone_number="01 23 45 67 89",
+    ),
+    Agent(
+        uid="karim-haddad",
+        given_name="Karim",
+        usual_name="HADDAD",
+        email="karim.haddad@essais.example.gouv.fr",
+        siret="13000001000020",
+        idp_id="dev-etat",
+        organization_label="Ministère fictif des Essais – service régional",
+        belonging_population="prestataire",
+    ),
+    Agent(
+        uid="sophie-leroy",
+        given_name="Sophie",
+        usual_name="LEROY",
+        email="sophie.leroy@testville.example.fr",
+        siret="21750001200018",
+        idp_id="dev-territoriale",
+        organization_label="Commune fictive de Testville",
+        organizational_unit="Service état civil",
+        belonging_population="agent",
+    ),
+)
+"""Fictional built-in ProConnect agents (two IdPs, three organisations)."""

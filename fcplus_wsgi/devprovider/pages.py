@@ -24,9 +24,15 @@ _ENV = jinja2.Environment(
 )
 
 ACR_LABELS: dict[str, tuple[str, str]] = {
+    "eidas1": ("eIDAS faible (eidas1)", "eIDAS low (eidas1)"),
     "eidas2": ("eIDAS substantiel (eidas2)", "eIDAS substantial (eidas2)"),
     "eidas3": ("eIDAS élevé (eidas3)", "eIDAS high (eidas3)"),
 }
+
+
+def acr_label(acr: str) -> tuple[str, str]:
+    """French and English labels of an acr value (the value itself when it has no label)."""
+    return ACR_LABELS.get(acr, (acr, acr))
 
 
 @dataclass(frozen=True)
@@ -43,18 +49,20 @@ def origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-def _csp(nonce: str, form_targets: tuple[str, ...] = ()) -> str:
+def _csp(nonce: str, form_targets: tuple[str, ...] = (), script: bool = False) -> str:
     # form-action must allow the relying party's origin too: browsers check the
     # redirect that follows a form submission against it.
     form_action = " ".join(("'self'", *form_targets)) if form_targets else "'none'"
-    return (f"default-src 'none'; style-src 'nonce-{nonce}'; form-action {form_action}; "
+    scripts = f"script-src 'nonce-{nonce}'; " if script else ""
+    return (f"default-src 'none'; style-src 'nonce-{nonce}'; {scripts}form-action {form_action}; "
             "frame-ancestors 'none'; base-uri 'none'")
 
 
-def render(template: str, *, form_targets: tuple[str, ...] = (), **context: Any) -> Page:
+def render(template: str, *, form_targets: tuple[str, ...] = (), script: bool = False, **context: Any) -> Page:
+    """Render a template; `script` allows its one nonce'd inline script (the form_post response)."""
     nonce = secrets.token_urlsafe(16)
     body = _ENV.get_template(template).render(csp_nonce=nonce, **context)
-    return Page(body, _csp(nonce, form_targets))
+    return Page(body, _csp(nonce, form_targets, script))
 
 
 def error_page(title_fr: str, title_en: str, detail_fr: str, detail_en: str) -> Page:

@@ -48,10 +48,11 @@ def banner(config: DevProviderConfig, host: str, port: int) -> str:
         f"!!  {BANNER_EN}",
         line,
         f"    listening on / ecoute sur : {host}:{port}",
+        f"    platform    : {config.platform.label} (profile {config.profile})",
         f"    issuer      : {config.issuer}",
         f"    discovery   : {config.issuer}/.well-known/openid-configuration",
         f"    clients     : {', '.join(client.client_id for client in config.clients)}",
-        f"    identities  : {', '.join(ident.uid for ident in config.identities)}",
+        f"    identities  : {', '.join(ident.uid for ident in config.identities or ())}",
     ]
     warning = exposure_warning(host)
     if warning:

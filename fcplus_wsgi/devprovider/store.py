@@ -13,9 +13,10 @@ import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TypeVar
+from typing import Any, TypeVar
 
 INTERACTION_TTL = 600  # seconds; FC+ core interaction/session TTL
+SSO_TTL = 12 * 3600  # seconds; ProConnect's documented session length
 MAX_ENTRIES = 10_000  # per map; oldest entries are dropped beyond this
 _PURGE_EVERY = 5.0  # seconds between opportunistic purges
 
@@ -34,9 +35,16 @@ class Interaction:
     redirect_uri: str
     scopes: tuple[str, ...]
     state: str
-    nonce: str
+    nonce: str | None
     min_acr: str
     expires_at: float
+    acr_choices: tuple[str, ...] = ()
+    code_challenge: str | None = None
+    response_mode: str = "query"
+    idp_hint: str | None = None
+    login_hint: str | None = None
+    siret_hint: str | None = None
+    amr_requested: bool = True
 
 
 @dataclass(frozen=True)
@@ -48,13 +56,27 @@ class CodeGrant:
     redirect_uri: str
     uid: str
     acr: str
-    nonce: str
+    nonce: str | None
     scopes: tuple[str, ...]
     auth_time: int
     sid: str
     expires_at: float
     used: bool = False
     access_token: str | None = None
+    code_challenge: str | None = None
+    amr_requested: bool = True
+
+
+@dataclass(frozen=True)
+class SsoSession:
+    """A provider-side login kept in a browser cookie (ProConnect profile), reused for SSO."""
+
+    id: str
+    uid: str
+    acr: str
+    auth_time: int
+    sid: str
+    expires_at: float
 
 
 @dataclass(frozen=True)
@@ -67,6 +89,7 @@ class AccessToken:
     scopes: tuple[str, ...]
     expires_at: float
     revoked: bool = False
+    acr: str = ""
 
 
 class RedeemError(Exception):
@@ -90,6 +113,7 @@ class Store:
         self._interactions: dict[str, Interaction] = {}
         self._codes: dict[str, CodeGrant] = {}
         self._tokens: dict[str, AccessToken] = {}
+        self._sessions: dict[str, SsoSession] = {}
         self._last_purge = 0.0
 
     def now(self) -> float:
@@ -106,6 +130,7 @@ class Store:
         keep = self._access_token_ttl
         self._codes = {k: v for k, v in self._codes.items() if v.expires_at + keep > now}
         self._tokens = {k: v for k, v in self._tokens.items() if v.expires_at > now}
+        self._sessions = {k: v for k, v in self._sessions.items() if v.expires_at > now}
 
     @staticmethod
     def _cap(mapping: dict[str, _V]) -> None:
@@ -115,12 +140,13 @@ class Store:
     # -- interactions -----------------------------------------------------------------
 
     def add_interaction(self, client_id: str, redirect_uri: str, scopes: tuple[str, ...], state: str,
-                        nonce: str, min_acr: str) -> Interaction:
+                        nonce: str | None, min_acr: str, **extra: Any) -> Interaction:
+        """Record a validated request; `extra` holds the optional Interaction fields."""
         with self._lock:
             now = self._clock()
             self._purge(now)
             item = Interaction(new_secret(), client_id, redirect_uri, scopes, state, nonce, min_acr,
-                               now + INTERACTION_TTL)
+                               now + INTERACTION_TTL, **extra)
             self._interactions[item.id] = item
             self._cap(self._interactions)
             return item
@@ -137,14 +163,18 @@ class Store:
 
     # -- authorization codes ----------------------------------------------------------
 
-    def add_code(self, interaction: Interaction, uid: str, acr: str) -> CodeGrant:
+    def add_code(self, interaction: Interaction, uid: str, acr: str,
+                 session: SsoSession | None = None) -> CodeGrant:
+        """A code for this interaction; with `session`, one reusing that earlier login (SSO)."""
         with self._lock:
             now = self._clock()
             self._purge(now)
             grant = CodeGrant(
                 code=new_secret(), client_id=interaction.client_id, redirect_uri=interaction.redirect_uri,
-                uid=uid, acr=acr, nonce=interaction.nonce, scopes=interaction.scopes, auth_time=int(now),
-                sid=new_secret(), expires_at=now + self._code_ttl,
+                uid=uid, acr=acr, nonce=interaction.nonce, scopes=interaction.scopes,
+                auth_time=session.auth_time if session else int(now), sid=session.sid if session else new_secret(),
+                expires_at=now + self._code_ttl, code_challenge=interaction.code_challenge,
+                amr_requested=interaction.amr_requested,
             )
             self._codes[grant.code] = grant
             self._cap(self._codes)
@@ -179,7 +209,7 @@ class Store:
             grant = self._check_code(code, client_id, redirect_uri, now)
             self._codes[code] = replace(grant, used=True, access_token=access_token)
             token = AccessToken(access_token, grant.client_id, grant.uid, grant.scopes,
-                                now + self._access_token_ttl)
+                                now + self._access_token_ttl, acr=grant.acr)
             self._tokens[access_token] = token
             self._cap(self._tokens)
             return token
@@ -209,3 +239,27 @@ class Store:
                 if not token.revoked:
                     self.revocations[client_id] = self.revocations.get(client_id, 0) + 1
                 self._revoke(access_token)
+
+    # -- provider sessions (ProConnect SSO) -------------------------------------------
+
+    def add_session(self, uid: str, acr: str, sid: str) -> SsoSession:
+        with self._lock:
+            now = self._clock()
+            self._purge(now)
+            item = SsoSession(new_secret(), uid, acr, int(now), sid, now + SSO_TTL)
+            self._sessions[item.id] = item
+            self._cap(self._sessions)
+            return item
+
+    def session(self, session_id: str) -> SsoSession | None:
+        """The live session with this id, or None when unknown or expired."""
+        with self._lock:
+            now = self._clock()
+            item = self._sessions.get(session_id)
+            if item is None or item.expires_at <= now:
+                return None
+            return item
+
+    def drop_session(self, session_id: str) -> None:
+        with self._lock:
+            self._sessions.pop(session_id, None)

@@ -1,9 +1,11 @@
-"""Token minting the way FC+ does it: ES256 JWS, then JWE to the client's public key.
+"""Token minting the way the platforms do it: a JWS, then (FC+) a JWE to the client's key.
 
 FC+ signs id_tokens and userinfo with ES256 and encrypts them (nested JWT, `cty: JWT`)
-to a key the service publishes at its jwks_uri, with RSA-OAEP or ECDH-ES and A256GCM.
-This module holds that crypto plus the client-key fetch and cache, and nothing about
-HTTP routing, so the rules can be read (and checked) in one place.
+to a key the service publishes at its jwks_uri, with RSA-OAEP or ECDH-ES and A256GCM;
+FranceConnect and ProConnect sign with the alg the client registered (ES256 or RS256)
+and encrypt nothing unless the registration asks for it. This module holds that crypto
+plus the client-key fetch and cache, and nothing about HTTP routing, so the rules can be
+read (and checked) in one place.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import json
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,11 +25,13 @@ import requests
 from jwcrypto import jwe, jwk, jws
 from jwcrypto.common import JWException
 
-from .config import ClientConfig
+from .config import ClientConfig, signing_alg_of
 
 log = logging.getLogger("fcplus_wsgi.devprovider")
 
 SIGNING_ALG = "ES256"
+SIGNING_ALGS = ("ES256", "RS256")
+_PUBLIC_SUB_NAMESPACE = uuid.UUID("6f1d3c1e-8d0b-4f55-9b5e-3d4c2a1b0f9e")
 JWKS_CACHE_SECONDS = 60.0
 JWKS_FETCH_TIMEOUT = 5.0
 JWKS_MAX_BYTES = 512 * 1024
@@ -46,12 +51,17 @@ def pairwise_sub(client_id: str, uid: str) -> str:
     return hashlib.sha256(f"{client_id}:{uid}".encode()).hexdigest() + "v1"
 
 
-def sign(claims: dict[str, Any], key: jwk.JWK) -> str:
-    """Compact JWS, ES256, with the kid and typ JWT headers FC+ puts on its tokens."""
+def public_sub(idp_id: str, uid: str) -> str:
+    """ProConnect's public subject: one UUID per agent account, the same for every client."""
+    return str(uuid.uuid5(_PUBLIC_SUB_NAMESPACE, f"{idp_id}:{uid}"))
+
+
+def sign(claims: dict[str, Any], key: jwk.JWK, alg: str = SIGNING_ALG) -> str:
+    """Compact JWS with the kid and typ JWT headers the platforms put on their tokens."""
     token = jws.JWS(json.dumps(claims, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
-    token.allowed_algs = [SIGNING_ALG]
-    header = {"alg": SIGNING_ALG, "kid": key.get("kid"), "typ": "JWT"}
-    token.add_signature(key, alg=SIGNING_ALG, protected=json.dumps(header))
+    token.allowed_algs = [alg]
+    header = {"alg": alg, "kid": key.get("kid"), "typ": "JWT"}
+    token.add_signature(key, alg=alg, protected=json.dumps(header))
     return str(token.serialize(compact=True))
 
 
@@ -174,7 +184,7 @@ class ClientKeyCache:
 
 
 class TokenMinter:
-    """Signs with the provider's current key and encrypts per the client's registration."""
+    """Signs with the provider's current key for the alg and encrypts per the client's registration."""
 
     def __init__(self, signing_keys: list[jwk.JWK], key_cache: ClientKeyCache) -> None:
         self._signing_keys = signing_keys
@@ -185,9 +195,15 @@ class TokenMinter:
         out = []
         for key in self._signing_keys:
             public: dict[str, Any] = json.loads(key.export_public())
-            public.update({"kid": key.get("kid"), "use": "sig", "alg": SIGNING_ALG})
+            public.update({"kid": key.get("kid"), "use": "sig", "alg": signing_alg_of(key)})
             out.append(public)
         return {"keys": out}
+
+    def _key_for(self, alg: str) -> jwk.JWK:
+        for key in self._signing_keys:
+            if signing_alg_of(key) == alg:
+                return key
+        raise ClientKeyError(f"the provider has no {alg} signing key")  # configuration prevents this
 
     def prepare_key(self, client: ClientConfig, which: str) -> jwk.JWK | None:
         """Fetch the client key needed for `which` ("id_token"/"userinfo"), None if unencrypted."""
@@ -197,8 +213,9 @@ class TokenMinter:
         return self._key_cache.encryption_key(client, alg)
 
     def mint(self, claims: dict[str, Any], client: ClientConfig, which: str, key: jwk.JWK | None) -> str:
-        """Sign the claims, then encrypt them to `key` as the client registered for `which`."""
-        signed = sign(claims, self._signing_keys[0])
+        """Sign the claims with the registered alg, then encrypt them to `key` as registered for `which`."""
+        alg_signed = client.id_token_alg if which == "id_token" else client.userinfo_alg
+        signed = sign(claims, self._key_for(alg_signed), alg_signed)
         if key is None:
             return signed
         alg = getattr(client, f"{which}_encrypted_response_alg")
@@ -213,7 +230,7 @@ class TokenMinter:
         if compact.count(".") != 2:
             return None
         token = jws.JWS()
-        token.allowed_algs = [SIGNING_ALG]
+        token.allowed_algs = list(SIGNING_ALGS)
         try:
             token.deserialize(compact)
             header = token.jose_header
@@ -224,7 +241,7 @@ class TokenMinter:
             if kid is not None and key.get("kid") != kid:
                 continue
             try:
-                token.verify(key, alg=SIGNING_ALG)
+                token.verify(key, alg=signing_alg_of(key))
                 claims = json.loads(token.payload)
             except (JWException, ValueError, TypeError):
                 log.debug("id_token_hint does not verify with signing key %s", key.get("kid"))
