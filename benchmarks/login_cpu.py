@@ -72,7 +72,8 @@ def fixture(keys_file: Path, alg: str) -> Fixture:
     service_keys = keys_from_jwks(private)
     signing = jwk.JWK(**generate_ec_signing_key())
     public_signing = {**json.loads(signing.export_public()), "kid": signing.get("kid"), "use": "sig", "alg": "ES256"}
-    by_alg = {k["alg"]: k for k in private["keys"]}
+    # The generated RSA key declares no alg (it serves RSA-OAEP and RSA-OAEP-256): find keys by role.
+    by_alg = {("RSA-OAEP" if k["kty"] == "RSA" else k.get("alg")): k for k in private["keys"] if k.get("use") == "enc"}
     r = by_alg["RSA-OAEP"]
     rsa_key = rsa.RSAPrivateNumbers(
         _int(r["p"]), _int(r["q"]), _int(r["d"]), _int(r["dp"]), _int(r["dq"]), _int(r["qi"]),
