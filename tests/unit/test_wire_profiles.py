@@ -36,6 +36,7 @@ class Recorder:
         self.issuer = ""
         self.seen: dict[str, list[dict[str, Any]]] = {}
         self.lock = threading.Lock()
+        self.revocation_status = 200
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         req = Request(environ)
@@ -57,7 +58,8 @@ class Recorder:
         if route == "/token":
             return Response(json.dumps({"error": "invalid_grant"}).encode(), status=400, content_type="application/json",
                             charset=None)(environ, start_response)
-        return Response(b"", status=200)(environ, start_response)
+        status = self.revocation_status if route == "/token/revocation" else 200
+        return Response(b"", status=status)(environ, start_response)
 
 
 @pytest.fixture(scope="module")
@@ -259,3 +261,27 @@ def test_settings_that_contradict_the_platform_fail_at_start(provider: Recorder,
     with pytest.raises(ConfigError, match=key):
         middleware(provider, preset, tmp_path, **setting)
 
+
+
+def test_a_refused_revocation_is_counted_and_logged_and_logout_completes(provider: Recorder, tmp_path: Any,
+                                                                         caplog: pytest.LogCaptureFixture) -> None:
+    mw = middleware(provider, "fcplus-integration", tmp_path, metrics="true")
+    sid = new_session_id()
+    record = {"v": 1, "sub": "s", "claims": {}, "idc": {}, "idt": "h.p.s", "at": TOKEN, "acr": None,
+              "prov": "fcplus-integration", "created": time.time(), "seen": time.time(), "cid": "c"}
+    mw.store.put(store_key(SESSION, sid), seal(SESSION, sid, record), 600)
+    provider.revocation_status = 400
+    try:
+        with caplog.at_level("WARNING", logger="fcplus_wsgi"):
+            resp = Request.blank("/oidc/logout", headers={"Cookie": f"{mw.settings.cookie_name}={sid}"}).get_response(mw)
+    finally:
+        provider.revocation_status = 200
+    assert resp.status_int == 303 and "/session/end?" in resp.location  # the user still logs out
+    assert mw.store.get(store_key(SESSION, sid)) is None
+    assert mw.observability is not None and mw.observability.metrics is not None
+    registry = mw.observability.metrics.registry
+    labels = {"provider": "fcplus-integration", "step": "revocation", "category": "provider_unavailable",
+              "error": "revocation_refused"}
+    assert registry.get_sample_value("fcplus_flow_errors_total", labels) == 1
+    assert any("revocation" in r.getMessage() and "revocation_refused" in r.getMessage() for r in caplog.records)
+    assert not any(TOKEN in r.getMessage() for r in caplog.records)
