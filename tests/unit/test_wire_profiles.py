@@ -285,3 +285,25 @@ def test_a_refused_revocation_is_counted_and_logged_and_logout_completes(provide
     assert registry.get_sample_value("fcplus_flow_errors_total", labels) == 1
     assert any("revocation" in r.getMessage() and "revocation_refused" in r.getMessage() for r in caplog.records)
     assert not any(TOKEN in r.getMessage() for r in caplog.records)
+
+
+def test_login_url_helper_builds_and_checks_hints(provider: Recorder, tmp_path: Any) -> None:
+    from fcplus_wsgi import login_url
+    from fcplus_wsgi.links import MIDDLEWARE_KEY
+    pc = {MIDDLEWARE_KEY: middleware(provider, "proconnect-integration", tmp_path)}
+    url = login_url(pc, "/agents?x=1", idp_hint="fia1v2", login_hint="a.b@example.gouv.fr",
+                    siret_hint="12345678901234", silent=True)
+    query = parse_qs(urlsplit(url).query)
+    assert urlsplit(url).path == "/oidc/login" and query["return_to"] == ["/agents?x=1"]
+    assert query["prompt"] == ["none"] and query["siret_hint"] == ["12345678901234"]
+    # The URL the helper builds is one the login path accepts, and what it sends is in the profile.
+    sent = authorize_query(pc[MIDDLEWARE_KEY], url)
+    assert sent["idp_hint"] == ["fia1v2"] and set(sent) <= PC_ALLOWED
+    for bad in ({"login_hint": "nope"}, {"siret_hint": "123"}, {"idp_hint": "a b"}):
+        with pytest.raises(ValueError):
+            login_url(pc, "/agents", **bad)
+    fc = {MIDDLEWARE_KEY: middleware(provider, "fcplus-integration", tmp_path)}
+    for refused in ({"login_hint": "a@b.fr"}, {"siret_hint": "12345678901234"}, {"silent": True}):
+        with pytest.raises(ValueError, match="fcplus-integration"):
+            login_url(fc, "/x", **refused)  # type: ignore[arg-type]
+    assert parse_qs(urlsplit(login_url(fc, "/x", idp_hint="dgfip")).query)["idp_hint"] == ["dgfip"]
