@@ -52,7 +52,9 @@ const PC_AUTHORIZE = {
   state: { required: true },
   redirect_uri: { required: true, check: (v) => /^https?:\/\/[^/].+$/.test(v) || 'not an http(s) URL' },
   scope: { required: true },
-  prompt: { prompt: true },
+  // Only @IsString in the DTO: oidc-provider then answers a value its policy does not know
+  // (anything but login, consent, none) with an invalid_request redirect to the service.
+  prompt: {},
   idp_hint: {},
   code_challenge: {},
   code_challenge_method: {},
@@ -112,9 +114,6 @@ export const PLATFORMS = {
     label: 'ProConnect',
     errorCode: 'Y000400',
     allowedPrompt: ['login', 'consent', 'none'],
-    // Every prompt value must be allowed (the DTO only checks IsString; oidc-provider then
-    // refuses what its policy does not know, and allowedPrompt lists login, consent, none).
-    promptEvery: true,
     endpoints: {
       authorize: PC_AUTHORIZE,
       revocation: REVOCATION,
@@ -167,11 +166,9 @@ export function problems(platform, endpoint, params) {
       if (verdict !== true) found.push([name, verdict]);
     }
     if (rule.prompt) {
+      // prompt.validator.ts: at least one value among allowedPrompt.
       const asked = value.split(/ +/).filter(Boolean);
-      const ok = platform.promptEvery
-        ? asked.length > 0 && asked.every((v) => platform.allowedPrompt.includes(v))
-        : asked.some((v) => platform.allowedPrompt.includes(v));
-      if (!ok) found.push([name, `values must be among ${platform.allowedPrompt.join(', ')}`]);
+      if (!asked.some((v) => platform.allowedPrompt.includes(v))) found.push([name, `values must be among ${platform.allowedPrompt.join(', ')}`]);
     }
   }
   for (const [name, rule] of Object.entries(fields)) {
