@@ -440,6 +440,30 @@ def test_proconnect_silent_login_without_session_falls_back(
     assert done.status_code == 303 and done.headers["Location"] == "/private/page", done.text[:500]
 
 
+@pytest.mark.parametrize(("kind", "platform"), STACK_PARAMS)
+def test_login_hints_only_where_the_platform_takes_them(
+        stacks: Callable[[str, str], Stack], kind: str, platform: str) -> None:
+    """ProConnect takes login_hint and siret_hint (the provider accepts the request carrying
+    them); FC and FC+ would strand the user on their error page, so the middleware refuses
+    them itself, before any redirect."""
+    stack = stacks(kind, platform)
+    browser = stack.browser()
+    hints = {"login_hint": "agent@example.gouv.fr", "siret_hint": "13002526500013"}
+    start = browser.get(stack.base + "/oidc/login?" + urlencode({"return_to": "/private/page", **hints}),
+                        allow_redirects=False, timeout=10)
+    if platform != "proconnect":
+        assert start.status_code == 400, (start.status_code, start.headers.get("Location"))
+        assert not start.headers.get("Location", "").startswith(stack.issuer)
+        return
+    assert start.status_code == 302, start.text[:500]
+    sent = query(start.headers["Location"])
+    assert {k: sent.get(k) for k in hints} == hints
+    before = len(stack.refusals())
+    at_provider = browser.get(start.headers["Location"], allow_redirects=False, timeout=10)
+    assert_accepted(stack, at_provider)
+    assert refused_since(stack, before, expected=0) == []
+
+
 # --- the allow-lists bite (direct requests to the providers) ---------------------------------
 #
 # Each refusal is checked next to a control request that differs only by the parameter under
