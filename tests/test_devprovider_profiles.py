@@ -319,9 +319,8 @@ def test_fc_authorize_refuses_undeclared_parameters_on_its_page(fc: Platform, ex
 @pytest.mark.parametrize("overrides", [
     {"prompt": "none"},
     {"prompt": "select_account"},
-    {"nonce": "n" * 21},
-    {"nonce": "n" * 31},  # the core takes >= 22, the FC documentation asks >= 32
-    {"state": "s" * 31},
+    {"nonce": "n" * 21},  # core-fcp AuthorizeParamsDto: nonce >= 22
+    {"state": "s" * 21},  # FC documentation (GET): state >= 22
     {"nonce": None},
     {"state": None},
     {"acr_values": None},
@@ -330,6 +329,14 @@ def test_fc_authorize_refuses_undeclared_parameters_on_its_page(fc: Platform, ex
 ])
 def test_fc_authorize_validation(fc: Platform, overrides: dict[str, str | None]) -> None:
     assert is_platform_page(fc.authorize(fc.params("es-client", **overrides)), "Y030007")
+
+
+def test_fc_state_and_nonce_lengths_follow_the_documentation(fc: Platform) -> None:
+    # GET: 22 characters (core DTO for nonce, documentation for both); POST body: 32 (documentation).
+    assert fc.authorize(fc.params(state="s" * 22, nonce="n" * 22)).status_int == 200
+    short_post = fc.web.post("/api/v2/authorize", fc.params(state="s" * 31), expect_errors=True)
+    assert is_platform_page(short_post, "Y030007")
+    assert fc.web.post("/api/v2/authorize", fc.params(state="s" * 32, nonce="n" * 32)).status_int == 200
 
 
 def test_fc_authorize_refusal_comes_before_the_client_lookup(fc: Platform) -> None:
@@ -411,6 +418,7 @@ def test_pc_authorize_accepts_its_fifteen_parameters(pc: Platform) -> None:
     ({"code_challenge_method": "S256"}, "code_challenge must be provided"),
     ({"code_challenge": "short", "code_challenge_method": "S256"}, "code_challenge"),
     ({"claims": "{not json"}, "claims"),
+    ({"response_mode": "query.jwt"}, "response_mode"),
     ({"claims": json.dumps({"id_token": {"acr": {"essential": True, "values": ["eidas9"]}}})}, "acr"),
 ])
 def test_pc_authorize_errors_are_redirected(pc: Platform, overrides: dict[str, str], fragment: str) -> None:
