@@ -97,7 +97,7 @@ def test_pyramid_example_with_pserve(tmp_path: Path) -> None:
     with pserve_example(tmp_path, "pyramid_app", 6543) as base:
         browser = HttpBrowser(base)
         home = browser.get("/")
-        assert home.status_code == 200 and 'href="/oidc/login?return_to=%2Fclaims"' in home.text
+        assert home.status_code == 200 and 'href="/oidc/login?return_to=/claims"' in home.text
         first = browser.get("/claims")
         assert first.status_code == 302 and authorize_params(first.headers["Location"])["acr_values"] == "eidas2"
         claims = browser.finish(first.headers["Location"], "/claims", identity="marie-martin", acr="eidas2")

@@ -348,7 +348,8 @@ def test_encrypted_to_a_foreign_key(stack: EvilStack, kid: str | None) -> None:
 
 
 @pytest.mark.parametrize(("alg", "enc"), [
-    ("dir", "A256GCM"), ("A256KW", "A256GCM"), ("RSA1_5", "A256GCM"), ("RSA-OAEP-256", "A256GCM"),
+    # RSA-OAEP-256 is not here: FC+'s core enables it (core-fcp-high enabledJWA), so the FC+ preset accepts it.
+    ("dir", "A256GCM"), ("A256KW", "A256GCM"), ("RSA1_5", "A256GCM"), ("RSA-OAEP-256", "A128GCM"),
     ("RSA-OAEP", "A128CBC-HS256"), ("RSA-OAEP", "A128GCM"), ("ECDH-ES+A256KW", "A256GCM"),
 ])
 def test_unexpected_jwe_alg_or_enc(stack: EvilStack, alg: str, enc: str) -> None:

@@ -126,8 +126,7 @@ def test_node_provider_speaks_fcplus() -> None:
         assert "gender" not in identity  # not requested
 
         revoked = backend.post(meta["revocation_endpoint"], data={
-            "token": tokens["access_token"],
-            "token_type_hint": "access_token",
+            "token": tokens["access_token"],  # no token_type_hint: FC+'s revocation DTO refuses it
             "client_id": CLIENT_ID,
             "client_secret": CLIENT_SECRET,
         }, timeout=10)
