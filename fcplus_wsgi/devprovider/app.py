@@ -50,13 +50,7 @@ from .tokens import (
 
 log = logging.getLogger("fcplus_wsgi.devprovider")
 
-IDP_ID = "dev"
-# Kept for callers of the FC+ profile; each profile's own list is in profiles.py.
-ACR_LEVELS: tuple[str, ...] = ("eidas2", "eidas3")  # lowest first
-AUTHORIZE_PARAMS = frozenset({
-    "response_type", "client_id", "redirect_uri", "scope", "state", "nonce", "acr_values", "claims",
-    "prompt", "idp_hint", "ui_locales",
-})
+IDP_ID = "dev"  # the one identity provider behind FC and FC+ (their only allowed idp_hint)
 LOGOUT_PARAMS = frozenset({"id_token_hint", "post_logout_redirect_uri", "state", "client_id", "logout_hint",
                            "ui_locales"})
 MIN_STATE_NONCE = 32  # what ProConnect's documentation, and FC's for POST, ask (the cores accept less)
@@ -162,11 +156,6 @@ def _error_page(status: int, title_fr: str, title_en: str, detail_fr: str, detai
 
 def _bad_request(detail_fr: str, detail_en: str) -> Response:
     return _error_page(400, "Requête invalide", "Invalid request", detail_fr, detail_en)
-
-
-def levels_from(min_acr: str) -> tuple[str, ...]:
-    """The eIDAS levels acceptable for an FC+ request whose minimum is `min_acr`."""
-    return ACR_LEVELS[ACR_LEVELS.index(min_acr):]
 
 
 def s256(verifier: str) -> str:
