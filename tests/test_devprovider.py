@@ -278,8 +278,8 @@ def test_ecdh_es_client_and_scope_filtering(env: Env) -> None:
     flow = full_flow(env, "ec-client", identity="amina-benali", scope="openid birth given_name")
     claims = open_jwt(env, flow["token"]["id_token"], "ECDH-ES")
     assert claims["aud"] == "ec-client" and claims["acr"] == "eidas2"
-    info = requests.post(f"{env.issuer}/userinfo",
-                         headers={"Authorization": f"Bearer {flow['token']['access_token']}"}, timeout=5)
+    info = requests.get(f"{env.issuer}/userinfo",
+                        headers={"Authorization": f"Bearer {flow['token']['access_token']}"}, timeout=5)
     user = open_jwt(env, info.text, "ECDH-ES")
     assert {k: v for k, v in user.items() if k not in ("sub", "iss", "aud")} == {
         "given_name": "Amina", "birthplace": "", "birthcountry": "99350"}
@@ -502,6 +502,9 @@ def test_unknown_route_and_method(env: Env) -> None:
     assert requests.get(f"{env.issuer}/nothing", timeout=5).status_code == 404
     wrong = requests.get(f"{env.issuer}/token", timeout=5)
     assert wrong.status_code == 405 and "POST" in wrong.headers["Allow"]
+    # FC+'s core routes userinfo and end_session for GET only.
+    assert requests.post(f"{env.issuer}/userinfo", timeout=5).status_code == 405
+    assert requests.post(f"{env.issuer}/session/end", timeout=5).status_code == 405
 
 
 # -- configuration ----------------------------------------------------------------------------------

@@ -666,6 +666,14 @@ def test_pc_prompt_login_and_logout_end_the_session(pc: Platform) -> None:
     assert callback(pc.authorize(pc.params(prompt="none")))["error"] == "login_required"
 
 
+def test_methods_the_cores_route(any_platform: Platform) -> None:
+    flow = any_platform.flow()
+    headers = {"Authorization": f"Bearer {flow['token']['access_token']}"}
+    posted = any_platform.web.post("/api/v2/userinfo", headers=headers, expect_errors=True)
+    assert posted.status_int == (200 if any_platform.profile == "proconnect" else 405)
+    assert any_platform.web.post("/api/v2/session/end", {"id_token_hint": "x"}, expect_errors=True).status_int == 405
+
+
 def test_fc_keeps_no_session(lowfc: Platform) -> None:
     lowfc.flow()
     assert lowfc.authorize(lowfc.params()).status_int == 200

@@ -201,8 +201,11 @@ class DevProviderApp:
             "/jwks": (frozenset({"GET", "HEAD"}), self._jwks),
             "/authorize": (frozenset({"GET", "POST"}), self._authorize),
             "/token": (frozenset({"POST"}), self._token),
-            "/userinfo": (frozenset({"GET", "POST"}), self._userinfo),
-            "/session/end": (frozenset({"GET", "POST"}), self._end_session),
+            # The cores route only these methods (FC: userinfo GET; ProConnect: GET and POST;
+            # end_session GET on both): anything else never reaches node-oidc-provider.
+            "/userinfo": (frozenset({"GET"}) if self.profile.is_franceconnect_family else frozenset({"GET", "POST"}),
+                          self._userinfo),
+            "/session/end": (frozenset({"GET"}), self._end_session),
             "/token/revocation": (frozenset({"POST"}), self._revocation),
         }
 
