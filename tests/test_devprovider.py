@@ -461,7 +461,7 @@ def test_revocation(env: Env) -> None:
     assert wrong.status_code == 401 and wrong.json()["error"] == "invalid_client"
     foreign = requests.post(f"{env.issuer}/token/revocation", timeout=5, data={
         "token": access_token, "client_id": "ec-client", "client_secret": SECRET})
-    assert foreign.status_code == 200
+    assert foreign.status_code == 400 and foreign.json()["error"] == "invalid_request"
     headers = {"Authorization": f"Bearer {access_token}"}
     assert requests.get(f"{env.issuer}/userinfo", headers=headers, timeout=5).status_code == 200
     revoked = requests.post(f"{env.issuer}/token/revocation", timeout=5, data={

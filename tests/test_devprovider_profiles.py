@@ -509,9 +509,13 @@ def test_revocation_takes_exactly_three_fields(any_platform: Platform) -> None:
         any_platform.web.authorization = None
     wrong = any_platform.revoke({**three, "client_secret": SECRET + "!"})
     assert wrong.status_int == 401 and wrong.json["error"] == "invalid_client"
+    foreign = any_platform.revoke({**three, "client_id": "other-client"})
+    assert foreign.status_int == 400 and foreign.json == {"error": "invalid_request",
+                                                          "error_description": "this token does not belong to you"}
     assert any_platform.userinfo(token).status_int == 200
     assert any_platform.revoke(three).status_int == 200
     assert any_platform.userinfo(token).status_int == 401
+    assert any_platform.revoke(three).status_int == 200  # already revoked: still 200
 
 
 def test_end_session_takes_the_six_fields(any_platform: Platform) -> None:

@@ -882,7 +882,10 @@ class DevProviderApp:
         if isinstance(checked, Response):
             return checked
         form, client = checked
-        self._store.revoke_access_token(form["token"], client.client_id)
+        if not self._store.revoke_access_token(form["token"], client.client_id):
+            # node-oidc-provider's revocation action refuses another client's token.
+            log.info("revocation: client %s presented another client's token", client.client_id)
+            return _oauth_error(400, "invalid_request", "this token does not belong to you")
         log.info("revocation: request handled for client %s", client.client_id)
         return Response(b"", status=200, content_type="text/plain")
 

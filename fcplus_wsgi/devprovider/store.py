@@ -231,14 +231,18 @@ class Store:
                 return None
             return token
 
-    def revoke_access_token(self, access_token: str, client_id: str) -> None:
-        """Revoke a token if it belongs to this client (RFC 7009 §2.1); silent otherwise."""
+    def revoke_access_token(self, access_token: str, client_id: str) -> bool:
+        """Revoke a token of this client; False when the token is another client's (left alone)."""
         with self._lock:
             token = self._tokens.get(access_token)
-            if token is not None and token.client_id == client_id:
-                if not token.revoked:
-                    self.revocations[client_id] = self.revocations.get(client_id, 0) + 1
-                self._revoke(access_token)
+            if token is None:
+                return True  # unknown or expired: nothing to do, RFC 7009 §2.2 answers 200
+            if token.client_id != client_id:
+                return False
+            if not token.revoked:
+                self.revocations[client_id] = self.revocations.get(client_id, 0) + 1
+            self._revoke(access_token)
+            return True
 
     # -- provider sessions (ProConnect SSO) -------------------------------------------
 
