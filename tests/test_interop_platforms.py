@@ -27,7 +27,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
@@ -37,6 +36,7 @@ import requests
 
 from fcplus_wsgi import FCPlusMiddleware
 from fcplus_wsgi.keys import generate_private_jwks
+from tests.support.dev_signin import sign_in_at_dev_provider
 from tests.support.devstack import whoami_app
 from tests.support.node_provider import (
     NodeProvider,
@@ -211,58 +211,12 @@ def stacks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str, 
 # --- playing the browser ---------------------------------------------------------------------
 
 
-class _DevForm(HTMLParser):
-    """The development provider's sign-in form: its action, the checked (else first) radio of
-    each group, hidden and text fields, and the accept button."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.action: str | None = None
-        self.fields: dict[str, str] = {}
-        self._radios: dict[str, str] = {}
-        self.accept: tuple[str, str] | None = None
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        a = {k: v or "" for k, v in attrs}
-        if tag == "form" and self.action is None:
-            self.action = a.get("action", "")
-        elif tag == "input" and a.get("name"):
-            kind = a.get("type", "text").lower()
-            if kind == "radio":
-                if "checked" in a or a["name"] not in self._radios:
-                    self._radios[a["name"]] = a.get("value", "")
-            elif kind in ("hidden", "text", "email"):
-                self.fields[a["name"]] = a.get("value", "")
-        elif tag == "button" and a.get("name") == "decision" and a.get("value") == "accept":
-            self.accept = ("decision", "accept")
-
-    def data(self) -> dict[str, str]:
-        out = {**self.fields, **self._radios}
-        if self.accept:
-            out[self.accept[0]] = self.accept[1]
-        return out
-
-
 def sign_in_at_provider(stack: Stack, browser: requests.Session, authorize_url: str,
                         login: str = "platform-user") -> requests.Response:
     """Sign in on the provider's own pages; returns its redirect to our callback, unfollowed."""
     if stack.node is not None:
         return login_through_interaction(browser, authorize_url, login=login)
-    response = browser.get(authorize_url, allow_redirects=False, timeout=10)
-    for _ in range(5):
-        if not response.is_redirect:
-            break
-        location = urljoin(response.url, response.headers["Location"])
-        if location.startswith(stack.base):
-            return response
-        response = browser.get(location, allow_redirects=False, timeout=10)
-    assert response.status_code == 200, response.text[:500]
-    form = _DevForm()
-    form.feed(response.text)
-    assert form.action, response.text[:500]
-    answer = browser.post(urljoin(response.url, form.action), data=form.data(), allow_redirects=False, timeout=10)
-    assert answer.is_redirect, answer.text[:500]
-    return answer
+    return sign_in_at_dev_provider(browser, authorize_url, stack.base)
 
 
 def logout_at_provider(stack: Stack, browser: requests.Session, end_session_url: str) -> requests.Response:
