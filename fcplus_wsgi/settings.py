@@ -7,12 +7,13 @@ the secret file and the environment are the only side effects, both at start-up.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import json
 import math
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -256,7 +257,7 @@ def _templates_dir(value: Any) -> str | None:
                           f"your {', '.join(PAGE_TEMPLATES)}.")
     if not any((path / name).is_file() for name in PAGE_TEMPLATES):
         raise ConfigError(f"templates_dir {path} holds none of {', '.join(PAGE_TEMPLATES)}; "
-                          "copy the packaged ones there to start from (see docs/configuration.md).")
+                          "copy the packaged ones (fcplus_wsgi/templates/ in the installed package) there to start from.")
     return str(path)
 
 
@@ -278,8 +279,10 @@ def _messages(value: Any) -> dict[str, dict[str, str]]:
     messages: dict[str, dict[str, str]] = {}
     for code, texts in data.items():
         if code not in CATALOGUE:
-            raise ConfigError(f"messages_file {path}: {code!r} is not an error code; the codes are listed in "
-                              "docs/errors.md.")
+            close = difflib.get_close_matches(str(code), sorted(CATALOGUE), n=1)
+            raise ConfigError(f"messages_file {path}: {code!r} is not an error code"
+                              + (f"; did you mean {close[0]}?" if close else "")
+                              + " (`fcplus-wsgi settings --errors` lists the codes).")
         if not isinstance(texts, dict) or not texts or not set(texts) <= {"fr", "en"}:
             raise ConfigError(f"messages_file {path}: {code} must map to an object with \"fr\" and/or \"en\" texts.")
         for lang, text in texts.items():
@@ -290,12 +293,41 @@ def _messages(value: Any) -> dict[str, dict[str, str]]:
     return messages
 
 
+# Where a message sends an operator: a command every installation has (a pip user has no docs/).
+REFERENCE_HINT = "`fcplus-wsgi settings` prints every setting with its default"
+
+# ` ; comment` or ` # comment` after a value: configparser, hence PasteDeploy, keeps it in the value.
+_INLINE_COMMENT = re.compile(r"\s[;#]")
+
+
+def unknown_key_message(key: str, known: Iterable[str] = KNOWN_KEYS) -> str:
+    """The sentence for a key no code reads: the closest known key first, since most are typos."""
+    close = difflib.get_close_matches(key.removeprefix("fcplus.").lower(), sorted(known), n=1, cutoff=0.6)
+    if key.startswith("fcplus."):
+        # A Pyramid-style key in a filter section: the filter reads bare names.
+        hint = f"filter settings have no fcplus. prefix; write {close[0]}" if close else \
+            "filter settings have no fcplus. prefix"
+    else:
+        hint = f"did you mean {close[0]}?" if close else "check its spelling"
+    return f"{key} is not a setting: {hint} ({REFERENCE_HINT})."
+
+
+def inline_comment_message(key: str) -> str:
+    """Why a value holding ` ; ...` is refused rather than cut: PasteDeploy and every other
+    Paste component read the whole line as the value, so cutting it here alone would make
+    the same ini mean two things."""
+    return (f"{key} holds an inline comment (' ;' or ' #' after the value), which ini files under PasteDeploy keep "
+            "as part of the value; move the comment to a line of its own.")
+
+
 def parse_settings(raw: Mapping[str, Any]) -> Settings:
     """Validate raw ini values (or keyword arguments) into Settings, or raise ConfigError."""
-    unknown = sorted(k for k in raw if k not in KNOWN_KEYS and not k.startswith(("fcplus.", "_")))
+    unknown = sorted(k for k in raw if k not in KNOWN_KEYS)
     if unknown:
-        raise ConfigError(f"unknown setting {unknown[0]!r}; check its spelling "
-                          "(known settings are listed in docs/configuration.md).")
+        raise ConfigError(unknown_key_message(unknown[0]))
+    for key in sorted(raw):
+        if isinstance(raw[key], str) and _INLINE_COMMENT.search(raw[key]):
+            raise ConfigError(inline_comment_message(key))
 
     def get(key: str, default: Any = None) -> Any:
         value = raw.get(key, default)
@@ -482,7 +514,7 @@ def parse_settings(raw: Mapping[str, Any]) -> Settings:
                              "rediss+sentinel://", "redis+cluster://", "rediss+cluster://")):
         # Never echo the URL: a Redis URL may hold a password.
         raise ConfigError("session_store names an unknown backend; use memory://, sqlite:///PATH or redis://HOST "
-                          "(see docs/session-stores.md).")
+                          f"({REFERENCE_HINT}).")
 
     observability = _observability(get, seen)
     return Settings(

@@ -96,8 +96,10 @@ def test_unknown_preset_and_unknown_key() -> None:
     assert "fcplus-production" in message
     refused(GENERIC, "clientid", clientid="x")
     refused(GENERIC, "cookie_secured", cookie_secured="true")
-    # Paste and framework keys with these prefixes pass through.
-    assert parse(GENERIC, **{"fcplus.extra": "x", "_private": "y"}).client_id == "cid"
+    # No prefix is silently ignored: a Pyramid-style key in a filter is named with the fix.
+    assert "write client_id" in refused(GENERIC, "fcplus.client_id", **{"fcplus.client_id": "x"})
+    refused(GENERIC, "_private", _private="y")
+    assert "did you mean cookie_secure?" in refused(GENERIC, "cookie_secured", cookie_secured="true")
 
 
 def test_issuer_missing_or_not_a_url() -> None:
