@@ -1,4 +1,4 @@
-"""`fcplus-wsgi`: keys, check, mock-provider, demo.
+"""`fcplus-wsgi`: keys, check, settings, presets, mock-provider, demo.
 
 Every failure ends in one plain sentence on stderr and a non-zero exit, never a traceback:
 these commands are what operators run first, before anything works.
@@ -14,11 +14,11 @@ import secrets
 import sys
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .keys import KeyFileError, generate_private_jwks, load_keys_file
+from .keys import KeyFileError, generate_private_jwks, keys_file_warnings, load_keys_file, write_private_jwks
 from .providers import ALIASES, GENERIC, PRESETS, describe_preset
 from .settings import ConfigError, parse_settings
 
@@ -30,7 +30,18 @@ def _fail(message: str, code: int = 2) -> int:
 
 # -- keys -----------------------------------------------------------------------------------------------
 def cmd_keys_generate(args: argparse.Namespace) -> int:
-    print(json.dumps(generate_private_jwks(), indent=2))
+    if not args.out:
+        print(json.dumps(generate_private_jwks(), indent=2))
+        return 0
+    try:
+        write_private_jwks(args.out, generate_private_jwks())
+    except FileExistsError:
+        return _fail(f"{args.out} already exists; keys are never overwritten (the provider encrypts to them): "
+                     "choose another name, or remove the old file once no login uses it.")
+    except OSError as exc:
+        return _fail(f"cannot create {args.out} ({exc.strerror}); choose a writable folder.")
+    print(f"wrote {args.out} (mode 0600); publish nothing from it but `fcplus-wsgi keys public {args.out}`.",
+          file=sys.stderr)
     return 0
 
 
@@ -44,8 +55,22 @@ def cmd_keys_public(args: argparse.Namespace) -> int:
 
 
 # -- check --------------------------------------------------------------------------------------------------
-def read_filter_settings(path: str, section: str | None) -> dict[str, str]:
-    """The settings of the fcplus filter section of a Paste ini (with %(here)s like Paste)."""
+FILTER_USES = ("egg:fcplus_wsgi#fcplus", "egg:fcplus-wsgi#fcplus")
+PYRAMID_PREFIX = "fcplus."
+
+
+class CheckedConfig:
+    """The settings `check` found in an ini: a filter's keys, or an app's `fcplus.*` keys.
+
+    `problems` are those found while reading (Pyramid-only keys the adapter refuses), so
+    they join the settings problems in the one report."""
+
+    def __init__(self, section: str, raw: dict[str, str], pyramid: bool, problems: list[str]) -> None:
+        self.section, self.raw, self.pyramid, self.problems = section, raw, pyramid, problems
+
+
+def _ini_parser(path: str) -> configparser.ConfigParser:
+    """The ini as Paste reads it: %(here)s and %(__file__)s, [DEFAULT] values shared."""
     ini = Path(path)
     if not ini.is_file():
         raise ConfigError(f"{path} does not exist or is not a file.")
@@ -55,19 +80,86 @@ def read_filter_settings(path: str, section: str | None) -> dict[str, str]:
         parser.read(ini, encoding="utf-8")
     except configparser.Error as exc:
         raise ConfigError(f"{path} is not a valid ini file ({exc.__class__.__name__}).") from None
-    candidates = [section] if section else [
-        name for name in parser.sections()
-        if parser.get(name, "use", fallback="").replace(" ", "") in ("egg:fcplus_wsgi#fcplus", "egg:fcplus-wsgi#fcplus")
-    ]
-    if not candidates or candidates[0] not in parser:
-        raise ConfigError(f"{path} has no section with `use = egg:fcplus_wsgi#fcplus`; name one with --section.")
-    try:
-        items = dict(parser.items(candidates[0]))
-    except configparser.Error as exc:
-        raise ConfigError(f"{path} [{candidates[0]}]: {exc.message if hasattr(exc, 'message') else exc}") from None
-    for key in ("here", "__file__", "use"):
-        items.pop(key, None)
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not UTF-8 text.") from None
+    return parser
+
+
+def _section_items(parser: configparser.ConfigParser, path: str, section: str) -> dict[str, str]:
+    """A section's own keys (not [DEFAULT]'s, which Paste hands to every section as globals)."""
+    defaults = parser.defaults()
+    items: dict[str, str] = {}
+    for key in parser.options(section):
+        if key in defaults or key == "use" or key.startswith(("set ", "get ")):
+            continue
+        try:
+            items[key] = parser.get(section, key)
+        except configparser.Error as exc:
+            message = getattr(exc, "message", str(exc)).splitlines()[0]
+            raise ConfigError(f"{path} [{section}] {key}: {message}") from None
     return items
+
+
+def read_check_config(path: str, section: str | None) -> CheckedConfig:
+    """Find what to check: the `egg:fcplus_wsgi#fcplus` filter, else a Pyramid app section
+    with `fcplus.*` settings (config.include('fcplus_wsgi.pyramid')), or the named section.
+
+    A Pyramid app with fcplus.use_filter = true takes its settings from the filter, so the
+    filter is what gets checked then."""
+    parser = _ini_parser(path)
+
+    def is_filter(name: str) -> bool:
+        return parser.get(name, "use", fallback="", raw=True).replace(" ", "") in FILTER_USES
+
+    def is_pyramid(name: str) -> bool:
+        return any(key.startswith(PYRAMID_PREFIX) for key in parser.options(name))
+
+    if section is not None:
+        if section not in parser:
+            raise ConfigError(f"{path} has no section [{section}]; the sections are "
+                              f"{', '.join(parser.sections()) or 'none'}.")
+        chosen = section
+    else:
+        filters = [name for name in parser.sections() if is_filter(name)]
+        apps = [name for name in parser.sections() if is_pyramid(name)]
+        if not filters and not apps:
+            raise ConfigError(f"{path} has neither a section with `use = egg:fcplus_wsgi#fcplus` nor one with "
+                              "fcplus.* settings (Pyramid); name one with --section.")
+        chosen = (filters or apps)[0]
+    items = _section_items(parser, path, chosen)
+    if is_filter(chosen) or not is_pyramid(chosen):
+        return CheckedConfig(chosen, items, pyramid=False, problems=[])
+    return _pyramid_config(path, chosen, items, parser, is_filter)
+
+
+def _pyramid_config(path: str, section: str, items: dict[str, str], parser: configparser.ConfigParser,
+                    is_filter: Callable[[str], bool]) -> CheckedConfig:
+    """The settings config.include('fcplus_wsgi.pyramid') reads from an app section."""
+    from pyramid.settings import asbool
+
+    from .pyramid import _REFUSED_KEYS
+
+    raw = {key[len(PYRAMID_PREFIX):]: value for key, value in items.items() if key.startswith(PYRAMID_PREFIX)}
+    problems: list[str] = []
+    raw.pop("principals_callback", None)  # a dotted name, resolved by Pyramid when the app loads
+    use_filter = raw.pop("use_filter", "false")
+    if asbool(use_filter):
+        filters = [name for name in parser.sections() if is_filter(name)]
+        if not filters:
+            raise ConfigError(f"{path} [{section}] sets fcplus.use_filter = true but has no section with "
+                              "`use = egg:fcplus_wsgi#fcplus`; add the filter to the pipeline.")
+        problems += [f"fcplus.{key} is set, but fcplus.use_filter = true takes every setting from the filter; "
+                     "remove it." for key in sorted(raw)]
+        return CheckedConfig(filters[0], _section_items(parser, path, filters[0]), pyramid=False, problems=problems)
+    for key, how in _REFUSED_KEYS.items():
+        if raw.pop(key, None) is not None:
+            problems.append(f"fcplus.{key} has no effect with config.include('fcplus_wsgi.pyramid'): {how}.")
+    return CheckedConfig(section, raw, pyramid=True, problems=problems)
+
+
+def read_filter_settings(path: str, section: str | None) -> dict[str, str]:
+    """The settings `check` would check (kept for callers of the earlier name)."""
+    return read_check_config(path, section).raw
 
 
 def _settings_problems(raw: dict[str, Any]) -> tuple[Any, list[str]]:
@@ -147,20 +239,35 @@ def _is_loopback_url(url: str) -> bool:
     return is_loopback_host(urlsplit(url).hostname)
 
 
-def run_checks(raw: dict[str, Any]) -> list[str]:
-    """Every problem found, as plain sentences; empty when the configuration can work."""
+def _keys_file_problems(raw: dict[str, Any]) -> tuple[Any, list[str], list[str]]:
+    """(loaded keys or None, problems, warnings) of the keys_file named in the raw settings.
+
+    Read from the raw value so a key file is checked even when other settings fail."""
+    value = raw.get("keys_file")
+    if not isinstance(value, str) or not value.strip() or "${" in value:
+        return None, [], []
+    path = value.strip()
+    try:
+        keys = load_keys_file(path)
+    except KeyFileError as exc:
+        return None, [str(exc)], []
+    return keys, [], keys_file_warnings(path)
+
+
+def run_checks(raw: dict[str, Any], warnings: list[str] | None = None) -> list[str]:
+    """Every problem found, as plain sentences; empty when the configuration can work.
+
+    `warnings` collects what works but should be fixed (a key file others can read)."""
     from .client import ProviderClient
     from .errors import FlowError
 
     settings, problems = _settings_problems(raw)
+    keys, key_problems, key_warnings = _keys_file_problems(raw)
+    problems += [p for p in key_problems if p not in problems]
+    if warnings is not None:
+        warnings += key_warnings
     if settings is None:
         return problems
-    keys = None
-    if settings.keys_file:
-        try:
-            keys = load_keys_file(settings.keys_file)
-        except KeyFileError as exc:
-            problems.append(str(exc))
     policy = settings.policy
     if policy.require_encryption and keys is not None and not any(keys.has_encryption_key(a) for a in policy.encryption_algs):
         problems.append(f"keys_file has no encryption key for {', '.join(policy.encryption_algs)}.")
@@ -203,15 +310,44 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     try:
-        raw = read_filter_settings(args.config, args.section)
+        found = read_check_config(args.config, args.section)
     except ConfigError as exc:
         return _fail(str(exc))
-    problems = run_checks(raw)
+    warnings: list[str] = []
+    problems = found.problems + run_checks(found.raw, warnings)
+    if found.pyramid:  # name the keys as the operator wrote them
+        problems = [_pyramid_spelling(p, found.raw) for p in problems]
+    what = f"[{found.section}]" + (" (Pyramid fcplus.* settings)" if found.pyramid else "")
+    for warning in warnings:
+        print(f"WARNING: {warning}")
     if problems:
         for problem in problems:
             print(f"PROBLEM: {problem}")
+        print(f"{len(problems)} problem(s) in {args.config} {what}.")
         return 1
-    print(f"OK: {args.config} loads, discovery and JWKS answer, and the provider policy matches.")
+    print(f"OK: {args.config} {what} loads, discovery and JWKS answer, and the provider policy matches.")
+    return 0
+
+
+def _pyramid_spelling(problem: str, raw: dict[str, Any]) -> str:
+    """A settings message names `client_id`; in a Pyramid app the operator wrote fcplus.client_id."""
+    from .settings import KNOWN_KEYS
+
+    key = problem.split(" ", 1)[0]
+    if (key in KNOWN_KEYS or key in raw) and not problem.startswith("fcplus."):
+        return "fcplus." + problem
+    return problem
+
+
+# -- settings ---------------------------------------------------------------------------------------------------
+def cmd_settings(args: argparse.Namespace) -> int:
+    """Print the settings reference (or the error catalogue), made from the code itself."""
+    if args.errors:
+        from .errors import catalogue_markdown
+        print(catalogue_markdown(), end="")
+        return 0
+    from .reference import settings_markdown, settings_text
+    print(settings_markdown() if args.markdown else settings_text(), end="")
     return 0
 
 
@@ -303,25 +439,59 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _port(text: str) -> int:
+    """An argparse type: a TCP port, or argparse's own one-line usage error."""
+    try:
+        number = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 < number < 65536:
+        raise argparse.ArgumentTypeError(f"{number} is not a port number (1-65535)")
+    return number
+
+
+def _port_from_env(name: str, fallback: int) -> tuple[Callable[[str], int], str]:
+    """(type, default) for a port whose default comes from the environment: argparse runs a
+    string default through the type, so a bad variable is a usage error, not a traceback."""
+    return _port, os.environ.get(name) or str(fallback)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fcplus-wsgi", description="FranceConnect+ for WSGI applications.")
     sub = parser.add_subparsers(dest="command", required=True)
     keys = sub.add_parser("keys", help="generate or publish the service's keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
-    keys_sub.add_parser("generate", help="print a new private JWKS (RSA + EC encryption keys, EC signing key)")
+    gen = keys_sub.add_parser("generate", help="print a new private JWKS (RSA + EC encryption keys, EC signing key)")
+    gen.add_argument("--out", metavar="FILE",
+                     help="write it to FILE, created with mode 0600 (never overwritten), instead of stdout")
     pub = keys_sub.add_parser("public", help="print the public JWKS of a private keys file")
     pub.add_argument("file")
-    check = sub.add_parser("check", help="load an ini, fetch discovery and JWKS, report every problem")
+    check = sub.add_parser("check", help="load an ini, fetch discovery and JWKS, report every problem",
+                           description="Check a Paste ini: the egg:fcplus_wsgi#fcplus filter, or a Pyramid app's "
+                                       "fcplus.* settings. Every problem is reported in one run; exit 1 if any.")
     check.add_argument("config")
-    check.add_argument("--section", help="ini section of the fcplus filter (found automatically by default)")
+    check.add_argument("--section", help="ini section to check, e.g. filter:fcplus or app:main "
+                                         "(default: the fcplus filter, else the app with fcplus.* settings)")
+    settings = sub.add_parser("settings", help="print every setting with its default and meaning")
+    settings.add_argument("--markdown", action="store_true", help="print Markdown tables")
+    settings.add_argument("--errors", action="store_true", help="print the error catalogue (codes for messages_file)")
     presets = sub.add_parser("presets", help="print every provider preset with its values and wire profile")
     presets.add_argument("--json", action="store_true", help="print JSON instead of text")
     sub.add_parser("mock-provider", help="run the development provider (see `fcplus-wsgi mock-provider --help`)",
                    add_help=False)
-    demo = sub.add_parser("demo", help="run the demo app, the middleware and the development provider")
-    demo.add_argument("--host", default="127.0.0.1")
-    demo.add_argument("--port", type=int, default=int(os.environ.get("FCPLUS_DEMO_PORT", "8000")))
-    demo.add_argument("--provider-port", type=int, default=int(os.environ.get("FCPLUS_DEMO_PROVIDER_PORT", "9000")))
+    demo = sub.add_parser(
+        "demo", help="run the demo app, the middleware and the development provider",
+        description="Run a demo application wrapped in the middleware, and the development provider, on loopback; "
+                    "then open the printed URL. Keys and SQLite sessions go to a temporary folder unless --data-dir "
+                    "is given. Not for production.",
+        epilog="environment: FCPLUS_DEMO_PORT and FCPLUS_DEMO_PROVIDER_PORT set the default ports (8000, 9000).")
+    demo.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; loopback only)")
+    demo.add_argument("--port", type=_port_from_env("FCPLUS_DEMO_PORT", 8000)[0],
+                      default=_port_from_env("FCPLUS_DEMO_PORT", 8000)[1],
+                      help="port of the demo application (default $FCPLUS_DEMO_PORT or 8000)")
+    demo.add_argument("--provider-port", type=_port_from_env("FCPLUS_DEMO_PROVIDER_PORT", 9000)[0],
+                      default=_port_from_env("FCPLUS_DEMO_PROVIDER_PORT", 9000)[1],
+                      help="port of the development provider (default $FCPLUS_DEMO_PROVIDER_PORT or 9000)")
     demo.add_argument("--data-dir", help="folder for keys and SQLite sessions (default: a new temporary folder)")
     demo.add_argument("--profile", choices=DEMO_PROFILES, default="fcplus",
                       help="the platform imitated end to end: its preset in the middleware, its profile in the "
@@ -351,6 +521,8 @@ def _main(argv: Sequence[str] | None) -> int:
         return cmd_check(args)
     if args.command == "presets":
         return cmd_presets(args)
+    if args.command == "settings":
+        return cmd_settings(args)
     if args.command == "demo":
         if args.host not in ("127.0.0.1", "localhost", "::1"):
             print("fcplus-wsgi: warning: the demo is meant for loopback only.", file=sys.stderr)

@@ -10,6 +10,9 @@ signing keys, so it stays free of any OpenID Connect flow logic.
 from __future__ import annotations
 
 import json
+import logging
+import os
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,7 +158,7 @@ def keys_from_jwks(data: dict[str, Any], source: str = "keys") -> ServiceKeys:
     raw = data.get("keys") if isinstance(data, dict) else None
     if not isinstance(raw, list) or not raw:
         raise KeyFileError(f"{source} holds no JWK Set: expected a JSON object with a non-empty \"keys\" list "
-                           "(create one with `fcplus-wsgi keys generate > keys.json`).")
+                           "(create one with `fcplus-wsgi keys generate --out keys.json`).")
     loaded = []
     for index, item in enumerate(raw):
         if not isinstance(item, dict):
@@ -173,16 +176,64 @@ def keys_from_jwks(data: dict[str, Any], source: str = "keys") -> ServiceKeys:
     return ServiceKeys(keys=tuple(loaded), public=public_jwks({"keys": raw}))
 
 
+def keys_file_warnings(path: str | Path) -> list[str]:
+    """What works but should not: private keys that other accounts on the host can read.
+
+    A warning, not a refusal: some deployments hand the file over through a group on
+    purpose (a secrets agent), and refusing would stop a service that runs today."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return []
+    if stat.S_ISREG(mode) and mode & 0o077:
+        return [f"keys_file {path} is readable by group or others (mode {stat.S_IMODE(mode):04o}) although it holds "
+                f"private keys; run chmod 600 {path}."]
+    return []
+
+
 def load_keys_file(path: str | Path) -> ServiceKeys:
-    """Read a private JWKS file; every failure is a KeyFileError naming the file."""
+    """Read a private JWKS file; every failure is a KeyFileError naming the file and its own fix."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise KeyFileError(f"keys_file {p} does not exist; create it with "
+                           f"`fcplus-wsgi keys generate --out {p}` (mode 0600).") from None
+    except PermissionError:
+        # The file is there: making a new one would change the keys the provider encrypts to.
+        raise KeyFileError(f"keys_file {p} exists but this user ({_user()}) may not read it; give the service's "
+                           f"user read access (chown it to that user, then chmod 600 {p}).") from None
+    except IsADirectoryError:
+        raise KeyFileError(f"keys_file {p} is a directory; point keys_file at the JSON file itself.") from None
+    except UnicodeDecodeError:
+        raise KeyFileError(f"keys_file {p} is not UTF-8 text; it must be a private JWK Set (JSON).") from None
     except OSError as exc:
-        raise KeyFileError(f"keys_file {p} cannot be read ({exc.strerror}); "
-                           "create it with `fcplus-wsgi keys generate > keys.json`.") from None
+        raise KeyFileError(f"keys_file {p} cannot be read ({exc.strerror}).") from None
+    for warning in keys_file_warnings(p):
+        logging.getLogger("fcplus_wsgi").warning(warning)
     try:
         data = json.loads(text)
     except ValueError:
         raise KeyFileError(f"keys_file {p} is not JSON; it must be a private JWK Set.") from None
     return keys_from_jwks(data, source=f"keys_file {p}")
+
+
+def _user() -> str:
+    """The account name for a permission message (the uid when the name is unknown)."""
+    try:
+        import pwd
+        return pwd.getpwuid(os.getuid()).pw_name
+    except (ImportError, KeyError):
+        return str(os.getuid())
+
+
+def write_private_jwks(path: str | Path, jwks: dict[str, Any]) -> None:
+    """Write a new private JWKS readable by its owner only, refusing to replace a file.
+
+    `keys generate > file` creates the file with the shell's umask (0644 usually) before
+    a single key is written; opening with O_EXCL and mode 0600 leaves no such window, and
+    never overwriting keeps a typo from destroying the keys a provider encrypts to."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(json.dumps(jwks, indent=2) + "\n")
+    os.chmod(path, 0o600)  # a umask can only remove bits; this makes the mode exact

@@ -476,7 +476,7 @@ def parse_settings(raw: Mapping[str, Any]) -> Settings:
     keys_file = get("keys_file")
     if policy.require_encryption and not keys_file:
         raise ConfigError(f"keys_file is required: {preset.name} encrypts tokens to the service's keys. "
-                          "Create one with `fcplus-wsgi keys generate > keys.json`.")
+                          "Create one with `fcplus-wsgi keys generate --out keys.json` (mode 0600).")
 
     login_path = _as_path("login_path", get("login_path", "/oidc/login"))
     logout_path = _as_path("logout_path", get("logout_path", "/oidc/logout"))
