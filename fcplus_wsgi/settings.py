@@ -46,6 +46,7 @@ KNOWN_KEYS = frozenset({
     "pending_login_ttl", "id_token_signing_algs", "insecure_allow_hs256", "jwks_refresh_interval",
     "metrics", "metrics_path", "metrics_allow", "structlog", "log_format",
     "max_response_bytes", "step_up", "templates_dir", "messages_file", "pkce", "require_encryption",
+    "login_page",
 })
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -97,6 +98,8 @@ class Settings:
     step_up: tuple[tuple[str, str], ...] = ()
     # Operator overrides of the pages: a folder of templates, and texts per catalogue code.
     templates_dir: str | None = None
+    # A page at login_path with the platform's button, instead of going straight to it.
+    login_page: bool = False
     messages: dict[str, dict[str, str]] = field(default_factory=dict, hash=False)
     # PKCE: True/False decided by the preset's wire profile (or the `pkce` setting); None
     # for a generic provider means "when discovery advertises S256".
@@ -244,7 +247,7 @@ def _observability(get: Callable[..., Any], flow_paths: Mapping[str, str]) -> di
             "structlog": _as_bool("structlog", get("structlog", False)), "log_format": log_format}
 
 
-PAGE_TEMPLATES = ("base.html", "error.html", "notice.html")
+PAGE_TEMPLATES = ("base.html", "error.html", "notice.html", "login.html")
 MAX_MESSAGE = 1000
 
 
@@ -536,6 +539,7 @@ def parse_settings(raw: Mapping[str, Any]) -> Settings:
         **observability,
         step_up=step_up,
         templates_dir=_templates_dir(get("templates_dir")),
+        login_page=_as_bool("login_page", get("login_page", False)),
         messages=_messages(get("messages_file")),
         pkce=pkce,
     )
