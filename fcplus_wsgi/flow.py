@@ -9,8 +9,7 @@ drive it with real servers and a controllable clock.
 
 from __future__ import annotations
 
-import base64
-import json
+import re
 import secrets
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -31,8 +30,10 @@ from .sessions import (
     PENDING_LOGOUT,
     SESSION,
     binding_hash,
+    binding_matches,
     looks_like_session_id,
     looks_like_state,
+    new_binding,
     new_session_id,
     new_state,
     seal,
@@ -46,10 +47,14 @@ from .tokens import (
     Expected,
     SignatureMismatch,
     UnknownSigningKey,
+    jws_alg,
     open_token,
     validate_id_token,
     validate_userinfo,
 )
+
+# RFC 6750 2.1 b64token, capped: access tokens are opaque strings or JWTs of a few KB.
+_B64TOKEN = re.compile(r"[A-Za-z0-9._~+/-]{1,8192}=*")
 
 # Callback parameters: generous caps, far below what would hurt, far above real values.
 _PARAM_CAPS = {"state": 128, "code": 4096, "error": 128, "error_description": 2048, "error_uri": 2048,
@@ -191,9 +196,7 @@ class Flow:
             state, nonce = new_state(), new_state()
             use_pkce = s.pkce if s.pkce is not None else "S256" in metadata.code_challenge_methods
             verifier = new_code_verifier() if use_pkce else None
-            if not looks_like_session_id(browser_secret):
-                browser_secret = new_session_id()
-            assert browser_secret is not None
+            binding, browser_secret = new_binding(browser_secret)
             try:
                 params = authorization_params(
                     s.wire, client_id=s.client_id, redirect_uri=s.redirect_uri, scopes=s.scopes, state=state,
@@ -202,7 +205,7 @@ class Flow:
             except ValueError as exc:
                 raise FlowError("login_parameter_invalid", detail=str(exc)) from None
             record: dict[str, Any] = {"nonce": nonce, "verifier": verifier, "return_to": return_to,
-                                      "acr": list(acr), "bind": binding_hash(browser_secret), "cid": cid,
+                                      "acr": list(acr), "bind": binding_hash(binding), "cid": cid,
                                       "t": self.clock()}
             if prompt == "none":
                 record["silent"] = True
@@ -271,11 +274,14 @@ class Flow:
         if pending is None:
             raise FlowError("state_unknown")
         try:
-            if not looks_like_session_id(browser_secret) or not secrets.compare_digest(
-                    binding_hash(browser_secret or ""), str(pending.get("bind", ""))):
+            if not binding_matches(browser_secret, str(pending.get("bind", ""))):
                 raise FlowError("state_browser_mismatch")
             if "iss" in p and p["iss"] != self.settings.issuer:
                 raise FlowError("issuer_mismatch_callback")
+            if "iss" not in p and self.client.metadata().raw.get("authorization_response_iss_parameter_supported") is True:
+                # RFC 9207 2.4: a provider that advertises iss always sends it, so a callback
+                # without it did not come from that provider (mix-up attack).
+                raise FlowError("issuer_mismatch_callback", detail="iss missing though discovery advertises it")
             if "error" in p:
                 error = authorization_error(p["error"], p.get("error_description"))
                 if pending.get("silent") and error.code in SILENT_FALLBACK_ERRORS:
@@ -300,7 +306,11 @@ class Flow:
             tokens = self.client.exchange_code(
                 code=code, redirect_uri=s.redirect_uri, client_id=s.client_id, client_secret=s.client_secret,
                 auth_method=s.token_endpoint_auth_method, code_verifier=pending.get("verifier"))
-        access_token = tokens["access_token"]
+            access_token = tokens["access_token"]
+            if not _B64TOKEN.fullmatch(access_token):
+                # RFC 6750 2.1 b64token: it goes into an Authorization header, at_hash hashes
+                # its ASCII bytes and the session stores it; anything else is refused here.
+                raise FlowError("provider_bad_response", detail="access_token is not an RFC 6750 b64token")
 
         acr_requested = tuple(pending.get("acr") or ())
         with self._step("id_token", cid, request_id):
@@ -471,13 +481,11 @@ class Flow:
                 pass
         if not metadata.end_session_endpoint or not s.post_logout_redirect_uri or not record.get("idt"):
             return landing
-        if not looks_like_session_id(browser_secret):
-            browser_secret = new_session_id()
-        assert browser_secret is not None
+        binding, browser_secret = new_binding(browser_secret)
         state = new_state()
         try:
             self.store.put(store_key(PENDING_LOGOUT, state),
-                           seal(PENDING_LOGOUT, state, {"bind": binding_hash(browser_secret), "cid": cid}),
+                           seal(PENDING_LOGOUT, state, {"bind": binding_hash(binding), "cid": cid}),
                            s.pending_login_ttl)
         except StoreError:
             return LogoutStart(s.logout_landing_path, browser_secret)
@@ -500,8 +508,7 @@ class Flow:
                 pending = self._take_pending(PENDING_LOGOUT, state) if looks_like_state(state) else None
                 if pending is None:
                     raise FlowError("state_unknown")
-                if not looks_like_session_id(browser_secret) or not secrets.compare_digest(
-                        binding_hash(browser_secret or ""), str(pending.get("bind", ""))):
+                if not binding_matches(browser_secret, str(pending.get("bind", ""))):
                     raise FlowError("state_browser_mismatch")
         except FlowError:
             return False
@@ -509,9 +516,9 @@ class Flow:
 
 
 def _header_alg(compact: str) -> str:
+    """The alg of the id_token's verified JWS, read by the same strict parser that verified
+    it (a second, laxer parser once answered a deep header with RecursionError)."""
     try:
-        head = compact.split(".", 1)[0]
-        alg = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4))).get("alg", "")
-        return str(alg)
-    except (ValueError, AttributeError):
-        return ""
+        return jws_alg(compact)
+    except ValueError:
+        raise FlowError("id_token_malformed", detail="JWS header unreadable") from None

@@ -74,10 +74,45 @@ def unseal(kind: str, secret: str, blob: bytes) -> dict[str, Any] | None:
         plaintext = _cipher(secret).decrypt(blob[:12], blob[12:], kind.encode())
     except InvalidTag:
         return None
-    record = strictjson.loads(plaintext)
+    record = strictjson.loads(plaintext, max_depth=strictjson.MAX_DEPTH + 4)
     return record if isinstance(record, dict) else None
 
 
 def binding_hash(browser_secret: str) -> str:
     """What a pending login stores to recognise the browser that started it."""
     return hashlib.sha256(b"fcplus-bind\x00" + browser_secret.encode()).hexdigest()
+
+
+# Secrets one pending-login cookie carries: one per login started in the last
+# pending_login_ttl, so that many tabs can finish in any order; the oldest falls off.
+MAX_BINDINGS = 8
+_MAX_BINDING_COOKIE = MAX_BINDINGS * 44
+
+
+def binding_secrets(cookie: str | None) -> list[str]:
+    """The well-formed secrets of a pending-login cookie, newest first, at most MAX_BINDINGS."""
+    if not cookie or len(cookie) > _MAX_BINDING_COOKIE:
+        return []
+    return [value for value in cookie.split(".") if looks_like_session_id(value)][:MAX_BINDINGS]
+
+
+def new_binding(cookie: str | None) -> tuple[str, str]:
+    """A fresh secret for a login about to start, and the cookie value that carries it.
+
+    The new login is bound to a value made here, never to one the request brought: a
+    cookie planted by someone else (a sibling subdomain, a shared computer) must not be
+    the binding of the victim's next login, or its planter could finish that login with
+    a leaked callback URL. The previous secrets stay in the cookie only so that logins
+    already started in other tabs can still finish."""
+    fresh = new_session_id()
+    kept = [value for value in binding_secrets(cookie) if value != fresh][: MAX_BINDINGS - 1]
+    return fresh, ".".join([fresh, *kept])
+
+
+def binding_matches(cookie: str | None, bind: str) -> bool:
+    """Whether one of the cookie's secrets is the one a pending entry was bound to; every
+    secret is compared, in constant time, so the answer does not time which one matched."""
+    found = False
+    for value in binding_secrets(cookie):
+        found |= secrets.compare_digest(binding_hash(value), bind)
+    return found

@@ -96,6 +96,11 @@ def _jws_header(segment: str) -> Mapping[str, Any]:
     return MappingProxyType(_b64json(segment))
 
 
+def jws_alg(compact: str) -> str:
+    """The alg of a compact JWS's header (ValueError when unreadable); cached after verification."""
+    return str(_jws_header(compact.split(".", 1)[0]).get("alg"))
+
+
 def compact_parts(token: Any, prefix: str) -> list[str]:
     if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_CHARS or not token.isascii():
         raise FlowError(f"{prefix}_malformed", detail="not a compact serialization")
@@ -181,7 +186,8 @@ def verify_signature(compact: str, provider: ProviderKeys, algs: Sequence[str], 
     code_bad = "id_token_signature_invalid" if prefix == "id_token" else "userinfo_malformed"
     if not isinstance(alg, str) or alg not in algs or alg not in _ALG_KTY:
         raise FlowError(code_alg, detail=f"alg {str(alg)[:20]} not allowed")
-    if "crit" in header or header.get("b64") is False or "jku" in header or "x5u" in header or "jwk" in header:
+    # RFC 7797's b64 is only meaningful listed in crit, which is refused: any b64 is refused too.
+    if "crit" in header or "b64" in header or "jku" in header or "x5u" in header or "jwk" in header:
         raise FlowError(code_alg, detail="unsupported JWS header member")
     key: Any
     if alg.startswith("HS"):
@@ -248,10 +254,16 @@ def at_hash(access_token: str, alg: str) -> str:
     return base64.urlsafe_b64encode(digest[: len(digest) // 2]).rstrip(b"=").decode("ascii")
 
 
+def is_subject(value: Any) -> bool:
+    """OpenID Connect Core 2: sub is at most 255 ASCII characters; control characters are
+    refused too, since the sub becomes REMOTE_USER and may end up in headers or logs."""
+    return isinstance(value, str) and 0 < len(value) <= 255 and all(0x20 < ord(c) < 0x7F for c in value)
+
+
 def validate_id_token(claims: Mapping[str, Any], expected: Expected, alg: str = "ES256") -> None:
     """OpenID Connect Core 3.1.3.7 checks, plus the requested eIDAS level."""
     sub = claims.get("sub")
-    if not isinstance(sub, str) or not sub or len(sub) > 255:
+    if not is_subject(sub):
         raise FlowError("id_token_claims_invalid", detail="sub missing or invalid")
     if claims.get("iss") != expected.issuer:
         raise FlowError("id_token_issuer", detail="iss differs from the issuer")
@@ -279,22 +291,26 @@ def validate_id_token(claims: Mapping[str, Any], expected: Expected, alg: str = 
     if not acr_satisfies(claims.get("acr") if isinstance(claims.get("acr"), str) else None, expected.acr_values):
         raise FlowError("acr_insufficient", detail="acr below requested")
     given = claims.get("at_hash")
-    if given is not None and expected.access_token is not None and alg in _ALG_KTY:
-        if not isinstance(given, str) or not hmac.compare_digest(given, at_hash(expected.access_token, alg)):
+    if given is not None and expected.access_token is not None:
+        # Never skipped once present: an alg this module cannot hash for, a value that is not
+        # a string or an access token that is not ASCII all refuse, as a mismatch does.
+        if alg not in _ALG_KTY or not isinstance(given, str) or not expected.access_token.isascii():
+            raise FlowError("id_token_claims_invalid", detail="at_hash cannot be checked")
+        if not hmac.compare_digest(given.encode(), at_hash(expected.access_token, alg).encode()):
             raise FlowError("id_token_claims_invalid", detail="at_hash mismatch")
 
 
 def validate_userinfo(claims: Mapping[str, Any], *, id_token_sub: str, issuer: str, client_id: str,
                       signed: bool) -> None:
-    """OpenID Connect Core 5.3.2: same sub; a signed response also names issuer and audience."""
+    """OpenID Connect Core 5.3.2: same sub; a signed response must also name the issuer and
+    the client as audience, or a token signed for another client or issuer would pass."""
     sub = claims.get("sub")
     if not isinstance(sub, str) or not hmac.compare_digest(sub.encode(), id_token_sub.encode()):
         raise FlowError("userinfo_sub_mismatch", detail="userinfo sub differs")
-    if signed:
-        if "iss" in claims and claims["iss"] != issuer:
-            raise FlowError("userinfo_issuer_audience", detail="userinfo iss differs")
+    if signed:  # 5.3.2: "If signed, the UserInfo Response MUST contain the Claims iss and aud"
+        if claims.get("iss") != issuer:
+            raise FlowError("userinfo_issuer_audience", detail="userinfo iss missing or differs")
         aud = claims.get("aud")
-        if aud is not None:
-            audiences = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
-            if client_id not in audiences:
-                raise FlowError("userinfo_issuer_audience", detail="userinfo aud differs")
+        audiences = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+        if client_id not in audiences:
+            raise FlowError("userinfo_issuer_audience", detail="userinfo aud missing or differs")

@@ -290,8 +290,9 @@ class EvilProvider:
     def userinfo_claim_set(self, grant: Grant, **overrides: Any) -> dict[str, Any]:
         claims: dict[str, Any] = {"sub": grant.sub, "given_name": "Angela Claire Louise", "family_name": "DUBOIS",
                                   "birthdate": "1962-08-24", "gender": "female"}
-        if self.mode == "fcplus":
-            claims.update(iss=self.issuer, aud=self.client_id)
+        # OpenID Connect Core 5.3.2: a signed userinfo must name issuer and audience; the plain
+        # JSON answer carries them too, where they are harmless.
+        claims.update(iss=self.issuer, aud=self.client_id)
         claims.update(self.userinfo_claims)
         claims.update(overrides)
         return {k: v for k, v in claims.items() if v is not DROP}
