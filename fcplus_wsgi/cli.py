@@ -313,6 +313,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         found = read_check_config(args.config, args.section)
     except ConfigError as exc:
         return _fail(str(exc))
+    import logging
+    # `check` prints the key-file warnings itself; the library's log line would say it twice.
+    logging.getLogger("fcplus_wsgi").addHandler(logging.NullHandler())
+    logging.getLogger("fcplus_wsgi").propagate = False
     warnings: list[str] = []
     problems = found.problems + run_checks(found.raw, warnings)
     if found.pyramid:  # name the keys as the operator wrote them

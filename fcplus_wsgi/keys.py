@@ -200,9 +200,10 @@ def load_keys_file(path: str | Path) -> ServiceKeys:
         raise KeyFileError(f"keys_file {p} does not exist; create it with "
                            f"`fcplus-wsgi keys generate --out {p}` (mode 0600).") from None
     except PermissionError:
-        # The file is there: making a new one would change the keys the provider encrypts to.
-        raise KeyFileError(f"keys_file {p} exists but this user ({_user()}) may not read it; give the service's "
-                           f"user read access (chown it to that user, then chmod 600 {p}).") from None
+        # Not a missing file: generating new keys would change the keys the provider encrypts to.
+        raise KeyFileError(f"keys_file {p} cannot be read by this user ({_user()}): permission denied; give the "
+                           f"service's user access (chown it to that user, then chmod 600 {p}, and let it "
+                           "search the folders above) rather than generating new keys.") from None
     except IsADirectoryError:
         raise KeyFileError(f"keys_file {p} is a directory; point keys_file at the JSON file itself.") from None
     except UnicodeDecodeError:

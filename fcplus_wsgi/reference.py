@@ -51,6 +51,8 @@ MEANINGS: dict[str, tuple[str, str]] = {
     "cookie_secure": ("Paths and cookies", "false only for local http development; true needs an https "
                       "redirect_uri."),
     "cookie_name": ("Paths and cookies", "The session cookie (fcplus when cookie_secure is false)."),
+    "login_page": ("Pages", "Show a sign-in page with the platform's button at login_path instead of "
+                   "redirecting at once."),
     "templates_dir": ("Pages", "A folder of base.html / error.html / notice.html replacing the packaged pages."),
     "messages_file": ("Pages", "A JSON file overriding error messages per code and language."),
     "session_store": ("Sessions", "memory://, sqlite:///PATH or redis://HOST (Sentinel, Cluster, TLS)."),
