@@ -21,7 +21,9 @@ its own and requires the filter.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable, Iterable, Mapping
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import quote
 
@@ -29,7 +31,8 @@ from markupsafe import Markup
 from pyramid.authorization import ACLHelper, Authenticated, Everyone
 from pyramid.exceptions import ConfigurationError
 from pyramid.httpexceptions import HTTPForbidden
-from pyramid.interfaces import ISecurityPolicy
+from pyramid.interfaces import IRendererFactory, ISecurityPolicy
+from pyramid.renderers import JSON as JSONRenderer
 from pyramid.response import Response as PyramidResponse
 from pyramid.security import Denied
 from pyramid.tweens import INGRESS as TWEEN_INGRESS
@@ -62,7 +65,7 @@ _REGISTRY_KEY = "fcplus_wsgi"
 _ADAPTER_KEYS = ("use_filter", "principals_callback")
 # Filter keys that guard paths: in Pyramid, views guard themselves.
 _REFUSED_KEYS = {
-    "protected_paths": "protect views with permission=... (see docs/pyramid.md)",
+    "protected_paths": "protect views with permission=... instead",
     "public_paths": "views without a permission are public already",
     "step_up": "require a level per view with fcplus_acr='eidas3' or an ACL granting to 'acr:eidas3'",
 }
@@ -460,6 +463,43 @@ def _settings_from(config_settings: Mapping[str, Any]) -> dict[str, Any]:
     return {key[len("fcplus."):]: value for key, value in config_settings.items() if key.startswith("fcplus.")}
 
 
+def _mapping_as_dict(value: Mapping[str, Any], request: Any) -> dict[str, Any]:
+    return dict(value)
+
+
+def _json_serialises_identity_views(config: Any) -> None:
+    """`request.identity.claims` is a read-only view (MappingProxyType) that json.dumps
+    refuses; teach the app's `json` renderer to write it as the object it is, so a view
+    with renderer="json" can return it. An app's own non-Pyramid json renderer is left alone."""
+    def register() -> None:
+        factory = config.registry.queryUtility(IRendererFactory, name="json")
+        if isinstance(factory, JSONRenderer):
+            factory.add_adapter(MappingProxyType, _mapping_as_dict)
+    config.action(None, register)
+
+
+_previous_excepthook: Callable[..., Any] | None = None
+
+
+def _config_error_exits_in_one_sentence() -> None:
+    """Under pserve (or gunicorn/uwsgi --paste) nothing catches an include's ConfigError: the
+    interpreter would print a 35-line Paste and Pyramid traceback around the one sentence
+    that matters. An uncaught ConfigError is printed alone; everything else, and every
+    ConfigError a caller catches, is untouched (the hook only sees what nobody caught)."""
+    global _previous_excepthook
+    if _previous_excepthook is not None:
+        return
+    _previous_excepthook = sys.excepthook
+
+    def hook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+        if isinstance(value, ConfigError):
+            print(f"fcplus-wsgi: configuration error: {value}", file=sys.stderr)
+            return
+        assert _previous_excepthook is not None
+        _previous_excepthook(kind, value, tb)
+    sys.excepthook = hook
+
+
 def includeme(config: Any) -> None:
     """Read `fcplus.*` settings, then register the tween, security policy, forbidden view,
     `request.fcplus` and the `fcplus_acr` view option.
@@ -467,11 +507,25 @@ def includeme(config: Any) -> None:
     The security policy and forbidden view are defaults: an application that calls
     set_security_policy or add_forbidden_view itself overrides them (Pyramid gives the
     includer's directives precedence), and can reuse FCPlusSecurityPolicy and
-    fcplus_forbidden_view inside its own.
+    fcplus_forbidden_view inside its own. A ConfigError still reaches the caller; left
+    uncaught, it ends the process with its one sentence.
     """
+    try:
+        _include(config)
+    except ConfigError:
+        _config_error_exits_in_one_sentence()
+        raise
+
+
+def _include(config: Any) -> None:
     raw = _settings_from(config.get_settings() or {})
     use_filter = _as_bool("fcplus.use_filter", raw.pop("use_filter", False))
-    callback = config.maybe_dotted(raw.pop("principals_callback", None))
+    dotted = raw.pop("principals_callback", None)
+    try:
+        callback = config.maybe_dotted(dotted)
+    except (ImportError, ValueError, AttributeError, ConfigurationError):
+        raise ConfigError(f"fcplus.principals_callback = {dotted} cannot be imported; write it as "
+                          "package.module:function.") from None
     if callback is not None and not callable(callback):
         raise ConfigError("fcplus.principals_callback must name a callable (identity, request) -> principals.")
     own: FCPlusMiddleware | None = None
@@ -496,3 +550,4 @@ def includeme(config: Any) -> None:
     config.add_view_deriver(fcplus_acr_deriver, name="fcplus_acr", under=INGRESS, over="secured_view")
     config.set_security_policy(FCPlusSecurityPolicy(principals_callback=callback))
     config.add_forbidden_view(fcplus_forbidden_view)
+    _json_serialises_identity_views(config)

@@ -165,3 +165,57 @@ def test_pyramid_production_ini_is_valid_fcplus_production_config(monkeypatch: p
     assert settings.session_store.startswith("redis://")
     dev = dict(appconfig("config:development.ini", relative_to=str(EXAMPLES / "pyramid_app")))
     assert set(k for k in dev if k.startswith("fcplus.")) <= set(conf) | {"fcplus.issuer"}
+
+
+# -- issue 16: Pyramid under pserve and JSON views ----------------------------------------------------------
+
+
+def test_pyramid_claims_serialise_with_the_json_renderer(tmp_path: Path) -> None:
+    """`request.identity.claims` is a read-only mapping; a renderer="json" view returns it as is."""
+    from pyramid.authorization import Allow, Authenticated
+    from pyramid.config import Configurator
+    from webtest import TestApp
+
+    from tests.support.pyramid_stack import loopback_stack, webtest_sign_in
+
+    class Root:
+        __acl__ = [(Allow, Authenticated, "view")]
+
+        def __init__(self, request: Any) -> None:
+            pass
+
+    def me(request: Any) -> Any:
+        return request.identity.claims
+
+    with loopback_stack(tmp_path) as stack:
+        with Configurator(settings=stack.pyramid_settings(), root_factory=Root) as config:
+            config.include("fcplus_wsgi.pyramid")
+            config.add_route("me", "/me")
+            config.add_view(me, route_name="me", renderer="json", permission="view")
+            stack.service.app = config.make_wsgi_app()
+        web = TestApp(stack.service.app)
+        page = webtest_sign_in(web, "/me", identity="marie-martin")
+        assert page.status_code == 200 and page.content_type == "application/json"
+        assert page.json["family_name"] == "MARTIN" and page.json["sub"]
+
+
+def test_pserve_prints_a_pyramid_configuration_error_as_one_sentence(tmp_path: Path) -> None:
+    (tmp_path / "typoapp.py").write_text(
+        "from pyramid.config import Configurator\n\n\n"
+        "def main(global_config, **settings):\n"
+        "    with Configurator(settings=settings) as config:\n"
+        "        config.include('fcplus_wsgi.pyramid')\n"
+        "        return config.make_wsgi_app()\n")
+    ini = tmp_path / "development.ini"
+    ini.write_text("[app:main]\nuse = call:typoapp:main\nfcplus.provider = fcplus-integraton\n"
+                   "fcplus.client_id = x\nfcplus.client_secret = y\n"
+                   "fcplus.redirect_uri = http://127.0.0.1:6543/oidc/callback\n\n"
+                   f"[server:main]\nuse = egg:waitress#main\nlisten = 127.0.0.1:{free_port()}\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+    result = subprocess.run([sys.executable, "-m", "pyramid.scripts.pserve", str(ini)], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == [line for line in lines if line.startswith("fcplus-wsgi: configuration error:")] and len(lines) == 1
+    assert "provider = 'fcplus-integraton' is not a known preset" in lines[0]
