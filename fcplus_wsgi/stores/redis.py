@@ -39,6 +39,7 @@ from redis.exceptions import RedisClusterException, RedisError, ResponseError
 from redis.retry import Retry
 
 from .base import StoreError, fork_generation, set_aside
+from .deferred import DeferredDeletes
 
 SCHEMES = {
     "redis": ("standalone", False), "rediss": ("standalone", True),
@@ -344,6 +345,7 @@ class RedisStore:
         self._getdel = True  # cleared once the server says it lacks GETDEL (Redis < 6.2)
         self._reads: _ReadConnections | None = None
         self._plain: bool | None = None  # None: not known yet; False: cluster, Sentinel or injected client
+        self._owed = DeferredDeletes()  # deletions refused during an outage, done once Redis answers
 
     def __repr__(self) -> str:
         return f"<RedisStore {self.config.describe()}>"
@@ -391,6 +393,10 @@ class RedisStore:
         raise StoreError(f"Redis returned a {type(value).__name__} where bytes were expected")
 
     def get(self, key: str) -> bytes | None:
+        if self._owed:
+            self._owed.flush(self._delete_now)
+            if key in self._owed:
+                return None
         name = self.config.prefix + key
         reads = self._reads
         if (reads is None or reads.generation != fork_generation()) and self._plain is not False:
@@ -410,14 +416,27 @@ class RedisStore:
     def put(self, key: str, value: bytes, ttl: float) -> None:
         if not math.isfinite(ttl):
             raise ValueError("ttl must be a finite number of seconds")
+        if self._owed:
+            self._owed.flush(self._delete_now)
         name = self._name(key)
         milliseconds = math.ceil(ttl * 1000)
         if milliseconds <= 0:  # already expired: Redis refuses PX 0, and the old value must go
             self._run("DEL", lambda c: c.delete(name))
             return
         self._run("SET", lambda c: c.set(name, value, px=milliseconds))
+        if self._owed:
+            self._owed.forget(key)
 
     def take(self, key: str) -> bytes | None:
+        if self._owed:
+            self._owed.flush(self._delete_now)
+        try:
+            return self._take(key)
+        except StoreError:
+            self._owed.add(key)  # a logout during the outage: the entry goes as soon as Redis answers
+            raise
+
+    def _take(self, key: str) -> bytes | None:
         name = self._name(key)
         if self._getdel:
             try:
@@ -427,6 +446,15 @@ class RedisStore:
         return self._bytes(self._run("MULTI GET DEL", lambda c: _get_then_delete(c, name)))
 
     def delete(self, key: str) -> None:
+        if self._owed:
+            self._owed.flush(self._delete_now)
+        try:
+            self._delete_now(key)
+        except StoreError:
+            self._owed.add(key)
+            raise
+
+    def _delete_now(self, key: str) -> None:
         self._run("DEL", lambda c: c.delete(self._name(key)))
 
     def ping(self) -> None:

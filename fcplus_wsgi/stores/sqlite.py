@@ -25,12 +25,42 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from .base import StoreError, fork_generation, remember, set_aside
+from .deferred import DeferredDeletes
 
 log = logging.getLogger("fcplus_wsgi.stores")
 
+# What an operator must be told, by SQLite's primary result code. A connection that met one
+# of these is never trusted again: SQLite opens a file it cannot write read-only without a
+# word and keeps it so, and WAL locks and maps are per connection. RETRIED faults get one
+# more attempt on a fresh connection at once, so the first request after the fault clears
+# succeeds; a lock timeout does not (it would wait the whole busy timeout again).
+_CAUSES = {"SQLITE_READONLY": "read-only", "SQLITE_FULL": "disk full", "SQLITE_IOERR": "I/O error",
+           "SQLITE_CANTOPEN": "cannot open", "SQLITE_BUSY": "locked", "SQLITE_LOCKED": "locked",
+           "SQLITE_CORRUPT": "corrupt", "SQLITE_NOTADB": "corrupt", "SQLITE_PROTOCOL": "locked"}
+_RETRIED = frozenset({"read-only", "I/O error", "cannot open", "disk full"})
+_MESSAGE_CAUSES = (("readonly", "read-only"), ("disk", "disk full"), ("disk i/o", "I/O error"),
+                   ("unable to open", "cannot open"), ("locked", "locked"), ("busy", "locked"),
+                   ("malformed", "corrupt"), ("not a database", "corrupt"))
+
+
+def fault_cause(exc: BaseException) -> str:
+    """A short name for what went wrong, for the log line and the error: Python 3.11+ gives
+    SQLite's own result code; 3.10 only the message, which is matched instead."""
+    name = str(getattr(exc, "sqlite_errorname", "") or "")
+    primary = "_".join(name.split("_")[:2])  # SQLITE_IOERR_WRITE -> SQLITE_IOERR
+    if primary in _CAUSES:
+        return _CAUSES[primary]
+    message = str(exc).lower()
+    for needle, cause in _MESSAGE_CAUSES:
+        if needle in message:
+            return cause
+    return "error"
+
 CACHE_KIB = 16 * 1024
+_T = TypeVar("_T")
 _SCHEMA = "CREATE TABLE IF NOT EXISTS fcplus_entries (key TEXT PRIMARY KEY, value BLOB NOT NULL, expires REAL NOT NULL)"
 
 SLOTS_SUFFIX = "-fcplus-slots"
@@ -148,6 +178,15 @@ class SQLiteStore:
         # immutable tuples looked up by their own key, so threads never see another's value.
         self._cache: dict[str, tuple[int, float, bytes]] = {}
         self._slots: memoryview | None = None
+        self._want_cache = read_cache and path not in ("", ":memory:")
+        # Bumped at every fault: each thread's connection notes the epoch it was opened in,
+        # and one opened before the last fault is replaced at its next use.
+        self._epoch = 0
+        self._owed = DeferredDeletes()
+        # The slots table could not be mapped at start-up or a fault happened since: try again
+        # before the next operation, since while this process writes without the table the
+        # other processes' caches do not see its writes.
+        self._remap_due = False
         try:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             conn = self._conn()
@@ -155,12 +194,17 @@ class SQLiteStore:
             conn.execute("CREATE INDEX IF NOT EXISTS fcplus_entries_expires ON fcplus_entries (expires)")
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"SQLite store {path} cannot be opened: {exc}") from None
-        if read_cache and path not in ("", ":memory:"):
-            try:
-                self._slots = _map_slots(path)
-            except (OSError, ValueError, OverflowError, AttributeError) as exc:  # AttributeError: no mmap/O_NOFOLLOW here
+        if self._want_cache:
+            self._map_slots(warn=True)
+
+    def _map_slots(self, warn: bool) -> None:
+        try:
+            self._slots = _map_slots(self.path)
+        except (OSError, ValueError, OverflowError, AttributeError) as exc:  # AttributeError: no mmap/O_NOFOLLOW here
+            self._remap_due = True
+            if warn:
                 log.warning("SQLite store %s: read cache off, every read goes to SQLite (%s: %s)",
-                            path, exc.__class__.__name__, exc)
+                            self.path, exc.__class__.__name__, exc)
 
     @property
     def read_cache(self) -> bool:
@@ -173,19 +217,62 @@ class SQLiteStore:
             # or the store built before the fork) inherits the connection with the thread.
             set_aside(conn)
             conn = None
+        elif conn is not None and self._local.epoch != self._epoch:
+            self._local.conn = None
+            _close_quietly(conn)
+            conn = None
         if conn is None:
+            epoch = self._epoch
             conn = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None,
                                    check_same_thread=False)
-            self._enable_wal(conn)
-            conn.execute("PRAGMA synchronous=NORMAL")
-            # Session rows are ~2 KB, about one per page, and lookups are random: past the
-            # default 2 MiB page cache, a thousand active sessions already meant a pread()
-            # per request. The cache fills lazily, so an idle connection costs nothing.
-            # (Memory-mapped reads were faster still, but turn an I/O fault into SIGBUS.)
-            conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+            try:
+                self._enable_wal(conn)
+                conn.execute("PRAGMA synchronous=NORMAL")
+                # Session rows are ~2 KB, about one per page, and lookups are random: past the
+                # default 2 MiB page cache, a thousand active sessions already meant a pread()
+                # per request. The cache fills lazily, so an idle connection costs nothing.
+                # (Memory-mapped reads were faster still, but turn an I/O fault into SIGBUS.)
+                conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+            except sqlite3.Error:
+                _close_quietly(conn)
+                raise
             self._local.conn = conn
             self._local.generation = fork_generation()
+            self._local.epoch = epoch
         return conn
+
+    def _fault(self, op: str, exc: sqlite3.Error) -> str:
+        """Drop every connection of this store (each thread reopens at its next use) and say
+        why in the log; the cache of an entry written during the fault is already dropped
+        by _changed. Returns the cause."""
+        cause = fault_cause(exc)
+        self._epoch += 1
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and self._local.generation == fork_generation():
+            self._local.conn = None
+            _close_quietly(conn)
+        self._remap_due = self._want_cache and self._slots is None
+        log.warning("SQLite store %s: %s failed, cause=%s (%s); connections reopened at next use",
+                    self.path, op, cause, exc)
+        return cause
+
+    def _attempt(self, op: str, action: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run one statement; after a fault that a fresh connection may not have, once more on
+        one. Failures become a StoreError naming the cause."""
+        if self._remap_due:
+            self._remap_due = False
+            self._map_slots(warn=False)
+        try:
+            return action(self._conn())
+        except sqlite3.Error as exc:
+            cause = self._fault(op, exc)
+            if cause not in _RETRIED:
+                raise StoreError(f"SQLite {op} failed, cause={cause}: {exc}") from None
+        try:
+            return action(self._conn())
+        except sqlite3.Error as exc:
+            cause = self._fault(op, exc)
+            raise StoreError(f"SQLite {op} failed, cause={cause}: {exc}") from None
 
     def _enable_wal(self, conn: sqlite3.Connection) -> None:
         """Switching a new file to WAL needs an exclusive lock, and SQLite answers "database is
@@ -213,6 +300,10 @@ class SQLiteStore:
             self._cache.pop(key, None)
 
     def get(self, key: str) -> bytes | None:
+        if self._owed:
+            self._owed.flush(self._delete_now)
+            if key in self._owed:
+                return None
         slots = self._slots
         seen = 0
         if slots is not None:
@@ -220,12 +311,9 @@ class SQLiteStore:
             hit = self._cache.get(key)
             if hit is not None and hit[0] == seen and hit[1] > self._clock():
                 return hit[2]
-        try:
-            row = self._conn().execute(
-                "SELECT value, expires FROM fcplus_entries WHERE key = ? AND expires > ?",
-                (key, self._clock())).fetchone()
-        except sqlite3.Error as exc:
-            raise StoreError(f"SQLite read failed: {exc}") from None
+        now = self._clock()
+        row = self._attempt("read", lambda conn: conn.execute(
+            "SELECT value, expires FROM fcplus_entries WHERE key = ? AND expires > ?", (key, now)).fetchone())
         if row is None:
             # Absent keys are not cached: they are mostly unknown or expired cookies, which
             # must not be able to push live sessions out of a bounded cache.
@@ -238,28 +326,38 @@ class SQLiteStore:
         return value
 
     def put(self, key: str, value: bytes, ttl: float) -> None:
+        if self._owed:
+            self._owed.flush(self._delete_now)
         now = self._clock()
-        try:
-            conn = self._conn()
+
+        def write(conn: sqlite3.Connection) -> None:
             try:
                 conn.execute("INSERT OR REPLACE INTO fcplus_entries (key, value, expires) VALUES (?, ?, ?)",
                              (key, value, now + ttl))
             finally:
                 self._changed(key)
-            self._writes += 1
-            if self._writes % self._purge_every == 0:
-                self._purge(conn, now)
-        except sqlite3.Error as exc:
-            raise StoreError(f"SQLite write failed: {exc}") from None
+        self._attempt("write", write)
+        if self._owed:
+            self._owed.forget(key)
+        self._writes += 1
+        if self._writes % self._purge_every == 0:
+            try:
+                self._attempt("purge", lambda conn: self._purge(conn, now))
+            except StoreError:
+                pass  # the entry is written; the purge runs again at a later write
 
     def take(self, key: str) -> bytes | None:
+        if self._owed:
+            self._owed.flush(self._delete_now)
         try:
             # fetchall(): the statement, hence its autocommit transaction, ends only once the
-            # cursor is exhausted; the slot must change after the commit, not before.
-            rows = self._conn().execute(
-                "DELETE FROM fcplus_entries WHERE key = ? RETURNING value, expires", (key,)).fetchall()
-        except sqlite3.Error as exc:
-            raise StoreError(f"SQLite write failed: {exc}") from None
+            # cursor is exhausted; the slot must change after the commit, not before. A failed
+            # statement rolled back, so the retry cannot hand out an entry twice.
+            rows = self._attempt("take", lambda conn: conn.execute(
+                "DELETE FROM fcplus_entries WHERE key = ? RETURNING value, expires", (key,)).fetchall())
+        except StoreError:
+            self._owed.add(key)  # a logout during the outage: the entry goes as soon as the store answers
+            raise
         finally:
             self._changed(key)
         if not rows or rows[0][1] <= self._clock():
@@ -267,10 +365,17 @@ class SQLiteStore:
         return bytes(rows[0][0])
 
     def delete(self, key: str) -> None:
+        if self._owed:
+            self._owed.flush(self._delete_now)
         try:
-            self._conn().execute("DELETE FROM fcplus_entries WHERE key = ?", (key,))
-        except sqlite3.Error as exc:
-            raise StoreError(f"SQLite write failed: {exc}") from None
+            self._delete_now(key)
+        except StoreError:
+            self._owed.add(key)
+            raise
+
+    def _delete_now(self, key: str) -> None:
+        try:
+            self._attempt("delete", lambda conn: conn.execute("DELETE FROM fcplus_entries WHERE key = ?", (key,)))
         finally:
             self._changed(key)
 
@@ -285,10 +390,8 @@ class SQLiteStore:
 
     def purge(self) -> int:
         """Remove every expired entry now; returns how many."""
-        try:
-            return self._purge(self._conn(), self._clock())
-        except sqlite3.Error as exc:
-            raise StoreError(f"SQLite write failed: {exc}") from None
+        now = self._clock()
+        return self._attempt("purge", lambda conn: self._purge(conn, now))
 
     def close(self) -> None:
         """Closes this thread's connection. The slots stay mapped for the store's lifetime:
@@ -301,3 +404,10 @@ class SQLiteStore:
             else:  # inherited across fork(): the parent's, not ours to close
                 set_aside(conn)
             self._local.conn = None
+
+
+def _close_quietly(conn: sqlite3.Connection) -> None:
+    try:
+        conn.close()
+    except sqlite3.Error:
+        pass
