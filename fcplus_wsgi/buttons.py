@@ -22,9 +22,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
+from urllib.parse import urlencode
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
@@ -101,11 +102,12 @@ def platform_for(settings: Any) -> str:
     return platform
 
 
-@lru_cache(maxsize=None)
+@cache
 def _logo(name: str) -> Markup:
-    svg = resources.files("fcplus_wsgi").joinpath("static", name).read_text(encoding="utf-8").strip()
+    svg = resources.files("fcplus_wsgi").joinpath("static").joinpath(name).read_text(encoding="utf-8").strip()
     # Decorative: the link's text names the platform, so screen readers skip the drawing.
-    return Markup(svg.replace("<svg ", '<svg class="fcw-connect__logo" aria-hidden="true" focusable="false" ', 1))
+    marked = svg.replace("<svg ", '<svg class="fcw-connect__logo" aria-hidden="true" focusable="false" ', 1)
+    return Markup(marked)  # noqa: S704  (our packaged file, never user input)
 
 
 @lru_cache(maxsize=1)
@@ -147,7 +149,8 @@ def button_html(platform: str, href: str, *, lang: str = "fr", theme: str = "lig
     """
     context = button_context(platform, href, lang=lang, theme=theme, sentence=sentence, separator=separator)
     macro = _env().get_template("fcplus_buttons.html").module.connect_button  # type: ignore[attr-defined]
-    return Markup(macro(context))
+    rendered: Markup = macro(context)  # an autoescaping environment's macro returns Markup
+    return rendered
 
 
 def login_button(environ: Mapping[str, Any], return_to: str = "/", platform: str | None = None, *,
@@ -159,20 +162,23 @@ def login_button(environ: Mapping[str, Any], return_to: str = "/", platform: str
     may offer several providers, each with its own button.
     """
     settings = _settings(environ)
-    chosen = platform if platform is not None else platform_for(settings)
-    return button_html(chosen, build_login_url(settings, return_to, acr), lang=lang, theme=theme,
-                       sentence=sentence, separator=separator)
+    spec = resolve_platform(platform if platform is not None else platform_for(settings))
+    # `choice` names the provider the user picked: with the login page on (setting
+    # login_page), the login path then goes straight to it instead of showing the page.
+    href = build_login_url(settings, return_to, acr) + "&" + urlencode({"choice": spec.platform})
+    return button_html(spec.platform, href, lang=lang, theme=theme, sentence=sentence, separator=separator)
 
 
 def button_css() -> str:
     """The buttons' stylesheet, for a service that serves it as a file or bundles it."""
-    return resources.files("fcplus_wsgi").joinpath("static", "fcplus-buttons.css").read_text(encoding="utf-8")
+    return resources.files("fcplus_wsgi").joinpath("static").joinpath("fcplus-buttons.css").read_text(encoding="utf-8")
 
 
 def button_styles(nonce: str | None = None) -> Markup:
     """A `<style>` element with the buttons' CSS; pass the page's CSP nonce when it has one."""
     attr = Markup(' nonce="{}"').format(nonce) if nonce else ""
-    return Markup("<style{}>\n{}</style>").format(attr, Markup(button_css()))
+    css = Markup(button_css())  # noqa: S704  (our packaged stylesheet, never user input)
+    return Markup("<style{}>\n{}</style>").format(attr, css)
 
 
 def install_jinja(env: Environment) -> None:

@@ -15,12 +15,12 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, quote, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 from webob import Request, Response
 
 from .authorize import check_hint, safe_return_to
-from .client import ProviderClient
+from .client import ProviderClient, flow_correlation_id
 from .errors import FlowError
 from .events import EventBus, FlowEvent, stdlib_log_subscriber
 from .flow import Flow, SilentLoginFailed, new_correlation_id
@@ -217,6 +217,14 @@ class FCPlusMiddleware:
             except PageTemplateError as exc:
                 raise ConfigError(f"templates_dir {s.templates_dir}: {exc}") from None
         self.pages = pages
+        self._login_platform: str | None = None
+        if s.login_page:
+            from .buttons import UnknownPlatformError, platform_for
+
+            try:
+                self._login_platform = platform_for(s)
+            except UnknownPlatformError as exc:
+                raise ConfigError(f"login_page = true, but {exc}.") from None
         routes: dict[str, Callable[[dict[str, Any]], Response]] = {
             s.login_path: self._login,
             s.callback_path: self._callback,
@@ -237,7 +245,8 @@ class FCPlusMiddleware:
     def _observe_provider_call(self, endpoint: str, seconds: float, outcome: str, reason: str | None = None) -> None:
         extra = {"endpoint": endpoint, "reason": reason} if reason else {"endpoint": endpoint}
         self.bus.emit(FlowEvent(step="provider_request", outcome="success" if outcome == "success" else "failure",
-                                provider=self.settings.provider_name, correlation_id="", duration=seconds,
+                                provider=self.settings.provider_name, correlation_id=flow_correlation_id.get(),
+                                duration=seconds,
                                 error=None if outcome == "success" else outcome, extra=extra))
 
     # -- WSGI entry ---------------------------------------------------------------------------------
@@ -407,13 +416,18 @@ class FCPlusMiddleware:
             path_qs += "?" + environ["QUERY_STRING"]
         return_to = safe_return_to(path_qs) or "/"
         if wants_redirect(environ, self.settings.unauthenticated):
+            if self._login_platform is not None:  # the login page shows the button first
+                return self._redirect(self._login_url(return_to, acr), 303)
             return self._begin(environ, return_to, (acr,) if acr else None)
         error = "insufficient_user_authentication" if step_up else "login_required"
-        data = {"error": error, "login_url": self._login_url(return_to, acr)}
-        challenge = f'OpenIDConnect realm="fcplus", login_url="{self.settings.login_path}"'
+        login_url = self._login_url(return_to, acr)
+        data = {"error": error, "login_url": login_url}
+        # The header says what the body says, so a client reading either one can sign in again
+        # at the right level and come back to the same page (RFC 9470 for the error name).
+        challenge = f'OpenIDConnect realm="fcplus", error="{error}", login_url="{login_url}"'
         if acr:
             data["acr_values"] = acr
-            challenge += f', error="{error}", acr_values="{acr}"'
+            challenge += f', acr_values="{acr}"'
         response = Response(body=json.dumps(data).encode(), status=401, content_type="application/json", charset=None)
         response.headers["WWW-Authenticate"] = challenge
         return secure(response)
@@ -454,7 +468,31 @@ class FCPlusMiddleware:
                 if problem:
                     return self._bad_login_parameter(environ, problem)
                 hints[name] = single[name]
+        choice = request.GET.getall("choice")
+        if len(choice) > 1 or (choice and choice[0] not in (self._login_platform, *self._button_platforms())):
+            return self._bad_login_parameter(environ, "choice is not a configured provider")
+        if self._login_platform is not None and not choice and prompt is None:
+            return self._login_page(environ, request, return_to)
         return self._begin(environ, return_to, acr, prompt=prompt, hints=hints)
+
+    def _button_platforms(self) -> tuple[str, ...]:
+        """The button names a login link may carry as `choice` (fcplus_wsgi.buttons adds it so
+        its button goes straight to the provider even when the login page is on)."""
+        from .buttons import PLATFORMS
+
+        return (self.settings.preset.platform,) if self.settings.preset.platform in PLATFORMS else ()
+
+    def _login_page(self, environ: dict[str, Any], request: Request, return_to: str) -> Response:
+        """The page at login_path (setting login_page): the platform's button, which comes back
+        here with `choice` and every parameter of this request (return_to, acr, hints) kept."""
+        from .buttons import button_context
+
+        platform = str(self._login_platform)
+        query = [(k, v) for k, v in request.GET.items() if k != "choice"]
+        href = self.settings.login_path + "?" + urlencode([*query, ("choice", platform)], safe="/")
+        contexts = {lang: button_context(platform, href, lang=lang) for lang in ("fr", "en")}
+        return self.pages.login(buttons=[contexts], return_to=return_to,
+                                accept_language=environ.get("HTTP_ACCEPT_LANGUAGE"))
 
     def _bad_login_parameter(self, environ: dict[str, Any], detail: str) -> Response:
         return self._refuse(environ, "login_redirect", FlowError("login_parameter_invalid", detail=detail),
@@ -501,11 +539,13 @@ class FCPlusMiddleware:
         method = environ.get("REQUEST_METHOD", "GET")
         if method not in ("GET", "POST", "HEAD"):
             return secure(Response(status=405))
-        if environ.get("HTTP_SEC_FETCH_SITE") == "cross-site" or method == "HEAD":
+        if method == "HEAD" or (method == "GET" and not self._own_page_asked(environ)):
             return self.pages.notice(
                 fr_title="Se déconnecter ?", fr_message="Confirmez-vous la déconnexion ?",
                 en_title="Sign out?", en_message="Do you want to sign out?",
-                form_action=s.logout_path, form_targets=(_origin(s.issuer),))
+                fr_cancel="Annuler et revenir à l'accueil", en_cancel="Cancel and go back to the home page",
+                cancel_url="/", form_action=s.logout_path, form_targets=(_origin(s.issuer),),
+                accept_language=environ.get("HTTP_ACCEPT_LANGUAGE"))
         session_id = read_cookie(environ, s.cookie_name)
         browser = read_cookie(environ, s.pending_cookie_name)
         try:
@@ -530,6 +570,19 @@ class FCPlusMiddleware:
         if done.browser_secret and done.browser_secret != browser:
             self._set_browser_cookie(response, done.browser_secret)
         return response
+
+    def _own_page_asked(self, environ: Mapping[str, Any]) -> bool:
+        """Did this GET logout come from the service's own pages (or the user's own typing)?
+
+        Fetch Metadata says so when the browser sends it: same-origin, or none for a typed
+        URL or a bookmark. Without it (older browsers, clients stripping it), only an Origin
+        or Referer of the service's own origin (redirect_uri's, never Host) counts: a link on
+        another site can suppress both, so their absence asks for confirmation."""
+        site = environ.get("HTTP_SEC_FETCH_SITE")
+        if site is not None:
+            return site in ("same-origin", "none")
+        came_from = environ.get("HTTP_ORIGIN") or environ.get("HTTP_REFERER")
+        return bool(came_from) and _origin(str(came_from)) == _origin(self.settings.redirect_uri)
 
     def _logout_callback(self, environ: dict[str, Any]) -> Response:
         s = self.settings

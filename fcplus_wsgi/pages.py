@@ -73,7 +73,7 @@ def prefers_english(accept_language: str | None) -> bool:
 
 log = logging.getLogger("fcplus_wsgi")
 
-TEMPLATES = ("base.html", "error.html", "notice.html")
+TEMPLATES = ("base.html", "error.html", "notice.html", "login.html")
 
 
 class PageTemplateError(ValueError):
@@ -118,6 +118,8 @@ class Pages:
         fr_title, en_title = _TITLES[spec.category]
         english = prefers_english(accept_language)
         texts = self.messages.get(spec.code, {})
+        # The provider's code is an identifier; its description is in whatever language the
+        # provider chose, so the page shows it once, marked as quoted, not inside the French text.
         provider_said = None
         if exc.provider_error:
             provider_said = exc.provider_error + (f" — {exc.provider_description}" if exc.provider_description else "")
@@ -125,10 +127,10 @@ class Pages:
             "error.html", lang="en" if english else "fr", title=en_title if english else fr_title,
             fr={"lang": "fr", "title": fr_title, "message": texts.get("fr", spec.message_fr), "retry": "Réessayer",
                 "home": "Retour à l'accueil", "reference": "Référence à communiquer au support :",
-                "provider_said": "Code renvoyé par le fournisseur :"},
+                "provider_said": "Code renvoyé par le fournisseur"},
             en={"lang": "en", "title": en_title, "message": texts.get("en", spec.message_en), "retry": "Try again",
                 "home": "Back to the home page", "reference": "Reference for support:",
-                "provider_said": "Code returned by the provider:"},
+                "provider_said": "Code returned by the provider (as sent):"},
             retry_url=retry_url if spec.retry else None, home_url=home_url,
             provider_said=provider_said, correlation_id=correlation_id, code=spec.code,
             category=spec.category.value, status=spec.status)
@@ -136,7 +138,30 @@ class Pages:
         response.headers["X-Correlation-ID"] = correlation_id
         return secure(response, nonce)
 
-    def notice(self, *, status: int = 200, form_targets: tuple[str, ...] = (), **texts: Any) -> Response:
-        body, nonce = self.render("notice.html", lang="fr", title=texts.get("fr_title", ""), **texts)
+    def notice(self, *, status: int = 200, form_targets: tuple[str, ...] = (), accept_language: str | None = None,
+               **texts: Any) -> Response:
+        english = prefers_english(accept_language)
+        body, nonce = self.render("notice.html", lang="en" if english else "fr",
+                                  title=texts.get("en_title" if english else "fr_title", ""), **texts)
         response = Response(body=body.encode(), status=status, content_type="text/html", charset="utf-8")
         return secure(response, nonce, form_targets)
+
+    def login(self, *, buttons: Sequence[Mapping[str, Mapping[str, Any]]], return_to: str,
+              accept_language: str | None, status: int = 200) -> Response:
+        """The sign-in page: each configured platform's button, French first unless the browser
+        prefers English, the buttons' stylesheet with the nonce. Each entry of `buttons` holds
+        fcplus_wsgi.buttons contexts per language ({"fr": ..., "en": ...}): the button is shown
+        once, in the first language; the second says what it is in its own words."""
+        from .buttons import button_css  # floor 2 reading a sibling module's static file
+
+        english = prefers_english(accept_language)
+        fr = {"lang": "fr", "title": "Connexion", "intro": "Pour accéder à ce service, identifiez-vous.",
+              "cancel": "Retour à l'accueil", "above": "Utilisez le bouton ci-dessus :"}
+        en = {"lang": "en", "title": "Sign in", "intro": "To use this service, please sign in.",
+              "cancel": "Back to the home page", "above": "Use the button above:"}
+        body, nonce = self.render("login.html", lang="en" if english else "fr",
+                                  title=en["title"] if english else fr["title"], fr=fr, en=en,
+                                  first=en if english else fr, second=fr if english else en,
+                                  buttons=buttons, return_to=return_to, button_css=button_css())
+        response = Response(body=body.encode(), status=status, content_type="text/html", charset="utf-8")
+        return secure(response, nonce)

@@ -7,8 +7,9 @@ compares the size, the text, the help link, the colours (idle and hovered) and t
 of the button itself; a pixel differs when a channel differs by more than 48 of 255, and
 at most 0.5 % of them may (room for antialiasing of the SVG edges and glyphs across
 Chromium builds; on Debian's Chromium both render identically, 0 %). A recoloured logo
-alone changes about 2.6 % of the pixels: the negative control below proves it is seen. Fonts: neither page loads Marianne (the DSFR's
-font files are not served), so both fall back to the same system font.
+alone changes about 2.6 % of the pixels: the negative control below proves it is seen.
+Fonts: neither page loads Marianne (the DSFR's font files are not served), so both fall
+back to the same system font.
 
 Skipped, with the reason, when chromium/chromedriver or the npm reference is missing.
 """

@@ -150,7 +150,7 @@ def test_session_id_set_before_login_is_never_reused(stack: DevStack) -> None:
 def test_logout_goes_through_end_session_and_back(stack: DevStack) -> None:
     browser = stack.browser()
     browser.sign_in()
-    out = browser.get("/oidc/logout")
+    out = browser.get("/oidc/logout", headers={"Sec-Fetch-Site": "same-origin"})  # a link on the service's page
     assert out.status_code == 303
     target = urlsplit(out.headers["Location"])
     assert out.headers["Location"].startswith(stack.issuer + "/session/end?")

@@ -112,7 +112,7 @@ def test_logout_ends_local_and_provider_session(stack: dict[str, Any]) -> None:
     base = stack["base"]
     browser = sign_in(base)
     revoked_before = stack["provider"].log().count(f"REVOKED AccessToken {CLIENT_ID}")
-    out = browser.get(base + "/oidc/logout", allow_redirects=False)
+    out = browser.get(base + "/oidc/logout", allow_redirects=False, headers={"Sec-Fetch-Site": "same-origin"})
     assert out.status_code == 303
     # Observed at the provider: the access token was revoked (RFC 7009) before the redirect.
     deadline = time.monotonic() + 5

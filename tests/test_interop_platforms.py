@@ -313,7 +313,7 @@ def test_logout_revokes_and_ends_the_provider_session(
     browser = stack.browser()
     sign_in(stack, browser)
     revoked_before, refused_before = stack.revocations(), len(stack.refusals())
-    out = browser.get(stack.base + "/oidc/logout", allow_redirects=False, timeout=10)
+    out = browser.get(stack.base + "/oidc/logout", allow_redirects=False, timeout=10, headers={"Sec-Fetch-Site": "same-origin"})
     assert out.status_code == 303, out.text[:500]
     assert stack.refusals()[refused_before:] == [], stack.log()
     deadline = time.monotonic() + 5

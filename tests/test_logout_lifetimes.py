@@ -72,7 +72,7 @@ def test_logout_when_provider_is_unreachable(tmp_path: Path) -> None:
         browser.sign_in()
         s.middleware.client._metadata = None  # forget the cached discovery, then cut the provider off
         s.middleware.client.issuer = "http://127.0.0.1:9/api/v2"
-        page = browser.get("/oidc/logout")
+        page = browser.get("/oidc/logout", headers={"Sec-Fetch-Site": "same-origin"})
         assert page.status_code == 503
         assert "déconnecté de ce service" in page.text and "signed out of this service" in page.text
         calls = len(s.calls)
@@ -173,7 +173,7 @@ def test_logout_clears_a_host_prefixed_cookie_with_secure(tmp_path: Path) -> Non
         "provider": "fcplus-integration", "client_id": "c", "client_secret": "s" * 40,
         "redirect_uri": "https://service.example/oidc/callback", "keys_file": str(keys),
         "session_store": "memory://"}))
-    response = app.get("/oidc/logout", headers={"Cookie": "__Host-fcplus=" + "A" * 43})
+    response = app.get("/oidc/logout", headers={"Cookie": "__Host-fcplus=" + "A" * 43, "Sec-Fetch-Site": "same-origin"})
     cleared = [c for c in response.headers.getall("Set-Cookie") if c.startswith("__Host-fcplus=")]
     attributes = cleared[0].lower()  # cookie attribute names are case-insensitive (RFC 6265)
     assert "; secure" in attributes and "max-age=0" in attributes and "path=/" in attributes

@@ -217,7 +217,7 @@ def test_login_started_on_one_process_finishes_on_the_other(provider: Provider, 
         # Ending the session on A ends it on B, even for a client that kept the old cookie.
         session_cookie = browser.cookies.get("fcplus")
         assert session_cookie
-        out = browser.get(a.base + "/oidc/logout", allow_redirects=False, timeout=10)
+        out = browser.get(a.base + "/oidc/logout", allow_redirects=False, timeout=10, headers={"Sec-Fetch-Site": "same-origin"})
         assert out.status_code == 303
         stale = new_browser()
         stale.cookies.set("fcplus", session_cookie, domain="127.0.0.1", path="/")

@@ -251,7 +251,7 @@ def test_logout_and_logout_callback(stack: tuple[DevStack, Recorder]) -> None:
     browser = s.browser()
     browser.sign_in()
     rec.clear()
-    out = browser.get("/oidc/logout")
+    out = browser.get("/oidc/logout", headers={"Sec-Fetch-Site": "same-origin"})
     back = browser.get(out.headers["Location"])
     landed = browser.get(back.headers["Location"])
     assert landed.status_code == 303

@@ -151,7 +151,7 @@ def run_scripted_logins(obs: Observed) -> None:
                                if k not in ("iss", "aud", "acr", "amr", "exp", "iat", "auth_time", "idp_id"))
         obs.done["success"] += 1
         if obs.done["success"] == 1:
-            out = browser.get("/oidc/logout")
+            out = browser.get("/oidc/logout", headers={"Sec-Fetch-Site": "same-origin"})
             assert out.status_code == 303
             obs.done["logout"] += 1
     for _ in range(2):

@@ -248,7 +248,7 @@ def test_login_url_acr_cannot_lower_the_configured_level(stack: Stack) -> None:
 
 def test_logout_through_the_provider(web: TestApp, stack: Stack) -> None:
     webtest_sign_in(web, "/claims")
-    out = web.get("/oidc/logout", status=303)
+    out = web.get("/oidc/logout", status=303, headers={"Sec-Fetch-Site": "same-origin"})
     assert out.headers["Location"].startswith(stack.issuer + "/session/end?")
     back = requests.get(out.headers["Location"], allow_redirects=False, timeout=15)
     landed = web.get(path_of(back.headers["Location"]), status=303)

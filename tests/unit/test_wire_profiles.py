@@ -273,7 +273,8 @@ def test_a_refused_revocation_is_counted_and_logged_and_logout_completes(provide
     provider.revocation_status = 400
     try:
         with caplog.at_level("WARNING", logger="fcplus_wsgi"):
-            resp = Request.blank("/oidc/logout", headers={"Cookie": f"{mw.settings.cookie_name}={sid}"}).get_response(mw)
+            resp = Request.blank("/oidc/logout", headers={"Cookie": f"{mw.settings.cookie_name}={sid}",
+                                                              "Sec-Fetch-Site": "same-origin"}).get_response(mw)
     finally:
         provider.revocation_status = 200
     assert resp.status_int == 303 and "/session/end?" in resp.location  # the user still logs out
