@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import requests
@@ -179,7 +179,7 @@ def test_pyramid_claims_serialise_with_the_json_renderer(tmp_path: Path) -> None
     from tests.support.pyramid_stack import loopback_stack, webtest_sign_in
 
     class Root:
-        __acl__ = [(Allow, Authenticated, "view")]
+        __acl__: ClassVar[list[tuple[str, str, str]]] = [(Allow, Authenticated, "view")]
 
         def __init__(self, request: Any) -> None:
             pass
