@@ -1,6 +1,10 @@
-"""The demo application: a page that shows the verified identity, and a public home.
+"""The demo application: a public home with the platform's button, and a page that shows the
+verified identity.
 
-It is deliberately framework-free so it shows exactly what any WSGI app receives.
+It is deliberately framework-free so it shows exactly what any WSGI app receives, and it
+looks like a French public service's page (the DSFR's colours, spacing and type scale,
+mobile first) without the State's brand marks, which only State services may show. Its
+stylesheets are served by the demo itself, under a strict CSP, as a real service would.
 """
 
 from __future__ import annotations
@@ -8,55 +12,99 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Callable, Iterable
+from importlib import resources
 from typing import Any
 
+from .buttons import button_css, login_button
 from .identity import identity
+from .links import MIDDLEWARE_KEY, logout_url
 
 _PAGE = """<!doctype html>
 <html lang="fr"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}</title>
-<style>body{{font-family:Arial,sans-serif;max-width:48rem;margin:2rem auto;padding:0 1rem;line-height:1.5}}
-table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.3rem .6rem;text-align:left}}
-a.button{{background:#000091;color:#fff;padding:.5rem 1rem;text-decoration:none}}</style></head>
-<body>{body}</body></html>"""
+<title>{title} — Démo fcplus-wsgi</title>
+<link rel="stylesheet" href="/static/demo.css"><link rel="stylesheet" href="/static/fcplus-buttons.css">
+</head><body>
+<a class="skip" href="#contenu">Aller au contenu</a>
+<header class="site"><div class="wrap"><p class="service"><a href="/">Démo fcplus-wsgi</a></p>
+<p class="tagline">Service de démonstration de la connexion {platform}</p></div></header>
+<p class="notice"><span class="wrap">Démonstration : les identités viennent d'un fournisseur de développement local,
+aucune donnée réelle n'est utilisée.</span></p>
+<main id="contenu" class="wrap">{body}</main>
+<footer class="site"><div class="wrap"><p>fcplus-wsgi · {provider}</p></div></footer>
+</body></html>"""
+
+_HEADERS = [
+    ("Cache-Control", "no-store"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self'; frame-ancestors 'none'; "
+                                "base-uri 'none'; form-action 'self'"),
+]
 
 
 def _rows(data: Any) -> str:
-    return "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(json.dumps(v, ensure_ascii=False))}</td></tr>"
+    return "".join(f"<div><dt>{html.escape(str(k))}</dt><dd>{html.escape(json.dumps(v, ensure_ascii=False))}</dd></div>"
                    for k, v in sorted(dict(data).items()))
+
+
+def _static(name: str) -> bytes:
+    return resources.files("fcplus_wsgi").joinpath("static").joinpath(name).read_bytes()
+
+
+def _provider(environ: dict[str, Any]) -> tuple[str, str]:
+    """The platform's name for the page and the provider actually talked to, for the footer."""
+    middleware = environ.get(MIDDLEWARE_KEY)
+    if middleware is None:
+        return "OpenID Connect", "fournisseur inconnu"
+    s = middleware.settings
+    label = str(s.preset.label).split(" (")[0] or "OpenID Connect"
+    return label, f"{s.preset.label} · {s.issuer}"
 
 
 def demo_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
     path = environ.get("PATH_INFO", "/")
+    if path in ("/static/demo.css", "/static/fcplus-buttons.css"):
+        data = button_css().encode() if path.endswith("buttons.css") else _static("demo.css")
+        start_response("200 OK", [("Content-Type", "text/css; charset=utf-8"), ("Content-Length", str(len(data))),
+                                  ("Cache-Control", "public, max-age=300"), ("X-Content-Type-Options", "nosniff")])
+        return [data]
     user = identity(environ)
-    login = environ.get("fcplus_demo.login_path", "/oidc/login")
-    logout = environ.get("fcplus_demo.logout_path", "/oidc/logout")
+    platform, provider = _provider(environ)
+    title = "Accueil"
     if path == "/":
         if user:
-            body = (f"<h1>Démo fcplus-wsgi</h1><p>Connecté (niveau {html.escape(str(user.acr))}). "
-                    f"<a href='/private/'>Voir l'identité vérifiée</a> · <a href='{logout}'>Se déconnecter</a></p>")
+            body = (f"<h1>Vous êtes connecté·e</h1><p>Niveau de garantie : <strong>{html.escape(str(user.acr))}"
+                    f"</strong>.</p><ul class='actions'><li><a class='btn' href='/private/'>Voir mon identité vérifiée"
+                    f"</a></li><li><a class='btn secondary' href='{html.escape(logout_url(environ))}'>Se déconnecter"
+                    "</a></li></ul>")
         else:
-            body = ("<h1>Démo fcplus-wsgi</h1><p>Page publique. / Public page.</p>"
-                    f"<p><a class='button' href='{login}?return_to=/private/'>"
-                    "S'identifier avec FranceConnect+ (développement)</a></p>"
-                    "<p>Ou ouvrez / or open <a href='/private/'>/private/</a>, une page protégée / a protected page.</p>")
+            body = ("<h1>Accédez à votre espace</h1><p class='lead'>Identifiez-vous pour consulter votre identité "
+                    "vérifiée.</p>" + str(login_button(environ, "/private/")) +
+                    "<p class='small'>Ou ouvrez directement <a href='/private/'>une page protégée</a> : elle vous "
+                    "demandera de vous identifier. <span lang='en'>Or open a protected page: it asks you to sign "
+                    "in.</span></p>")
         status = "200 OK"
     elif path.startswith("/private"):
         if user is None:  # cannot happen behind the middleware; fail closed if it is missing
-            body, status = "<h1>403</h1>", "403 Forbidden"
+            body, status = "<h1>Accès refusé</h1>", "403 Forbidden"
         else:
-            body = (f"<h1>Identité vérifiée / Verified identity</h1>"
-                    f"<p>sub : <code>{html.escape(user.sub)}</code> · acr : <code>{html.escape(str(user.acr))}</code>"
-                    f" · amr : <code>{html.escape(' '.join(user.amr))}</code></p>"
-                    f"<h2>userinfo</h2><table id='claims'>{_rows(user.claims)}</table>"
-                    f"<h2>id_token</h2><table id='id-token-claims'>{_rows(user.id_token_claims)}</table>"
-                    f"<p><a class='button' href='{logout}'>Se déconnecter / Sign out</a> · <a href='/'>Accueil</a></p>")
+            title = "Mon identité"
+            name = " ".join(str(user.claims.get(k, "")) for k in ("given_name", "family_name", "usual_name")).strip()
+            body = (f"<h1>Bonjour {html.escape(name or user.sub)}</h1>"
+                    f"<p>Identité vérifiée par {html.escape(platform)}, niveau <strong>"
+                    f"{html.escape(str(user.acr))}</strong>.</p>"
+                    f"<h2>Identifiant (sub)</h2><p class='code'>{html.escape(user.sub)}</p>"
+                    f"<h2>Données d'identité (userinfo)</h2><dl id='claims'>{_rows(user.claims)}</dl>"
+                    f"<h2>Jeton d'identité (id_token)</h2><dl id='id-token-claims'>{_rows(user.id_token_claims)}</dl>"
+                    f"<ul class='actions'><li><a class='btn' id='logout' href='{html.escape(logout_url(environ))}'>"
+                    "Se déconnecter</a></li><li><a class='btn secondary' href='/'>Accueil</a></li></ul>")
             status = "200 OK"
     else:
-        body, status = "<h1>404</h1>", "404 Not Found"
-    data = _PAGE.format(title="Démo fcplus-wsgi", body=body).encode()
+        body, status, title = "<h1>Page introuvable</h1><p><a href='/'>Accueil</a></p>", "404 Not Found", "Introuvable"
+    page = _PAGE.format(title=title, body=body, platform=html.escape(platform), provider=html.escape(provider))
+    data = page.encode()
     start_response(status, [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(data))),
-                            ("Cache-Control", "no-store")])
+                            *_HEADERS])
     return [data]
 
 

@@ -4,8 +4,12 @@ violation is reported), stay readable at 320 px width without horizontal scrolli
 the correlation id that the logs carry; the logout confirmation form works through the
 provider and back; and a whole sign-in is clicked through the development provider's page.
 
-Screenshots go to tmp_path only. Skipped, with the reason, only when chromium or
-chromedriver is not installed.
+The demo (built in-process with fcplus_wsgi.cli.build_demo, served on loopback) is walked
+through as a citizen would: the official button, the development provider's page, the
+claims, logout, a refusal, and the button reached and activated with the keyboard alone;
+every page checked at 320 px and 1280 px without horizontal scrolling. Its screenshots go
+to one temporary folder whose path the run prints (other screenshots go to tmp_path).
+Skipped, with the reason, only when chromium or chromedriver is not installed.
 """
 
 from __future__ import annotations
@@ -14,20 +18,23 @@ import json
 import os
 import re
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.support.devstack import DevStack, dev_stack
 from tests.support.evil_provider import EvilStack, evil_stack
-from tests.support.servers import serve_wsgi
+from tests.support.servers import free_port, serve_wsgi
 
 WebDriver = webdriver.Chrome
 
@@ -245,3 +252,132 @@ def test_logout_confirmation_form_works(browser: WebDriver, dev: DevStack, tmp_p
     assert "fcplus" not in {c["name"] for c in browser.get_cookies()}
     browser.get(dev.base + "/private/page")  # signed out: back to the provider
     WebDriverWait(browser, 10).until(lambda d: d.current_url.startswith(dev.issuer))
+
+
+# -- the demo, end to end, and the login page ---------------------------------------------------------
+
+WIDE = 1280
+
+
+@pytest.fixture(scope="module")
+def shots(request: pytest.FixtureRequest) -> Path:
+    """One folder for the demo's screenshots, printed so a developer can open it."""
+    folder = Path(tempfile.mkdtemp(prefix="fcplus-wsgi-screenshots-"))
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"screenshots of the demo's pages: {folder}")
+    return folder
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Iterator[str]:
+    from fcplus_wsgi.cli import build_demo
+
+    port, provider_port = free_port(), free_port()
+    wrapped, provider, url = build_demo("127.0.0.1", port, provider_port, tmp_path / "demo")
+    with serve_wsgi(provider, port=provider_port), serve_wsgi(wrapped, port=port):
+        yield url.rstrip("/")
+
+
+def at_width(driver: WebDriver, width: int) -> None:
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                           {"width": width, "height": 800, "deviceScaleFactor": 1, "mobile": width < 800})
+
+
+def check_both_widths(driver: WebDriver, shots: Path, name: str) -> None:
+    """At 320 and 1280 px: the page uses the device width, nothing scrolls sideways, no CSP
+    violation; a screenshot of each."""
+    for width in (NARROW, WIDE):
+        at_width(driver, width)
+        layout: dict[str, Any] = driver.execute_script(
+            "return {scroll: document.documentElement.scrollWidth, inner: window.innerWidth};")
+        assert layout["inner"] == width and layout["scroll"] <= width + TOLERANCE, (name, layout)
+        driver.save_screenshot(str(shots / f"{name}-{width}.png"))
+    assert csp_violations(driver) == []
+
+
+def check_official_button(driver: WebDriver, label: str, help_text: str, help_url: str) -> Any:
+    button = driver.find_element(By.CSS_SELECTOR, "a.fcw-connect")
+    assert button.accessible_name == label
+    assert driver.find_element(By.CSS_SELECTOR, ".fcw-connect__logo").get_attribute("aria-hidden") == "true"
+    help_link = driver.find_element(By.CSS_SELECTOR, ".fcw-connect-help a")
+    assert (help_link.text, help_link.get_attribute("href"), help_link.get_attribute("target")) == \
+        (help_text, help_url, "_blank")
+    assert help_link.get_attribute("title") == help_text + " - nouvelle fenêtre"
+    assert "noopener" in str(help_link.get_attribute("rel"))
+    return button
+
+
+def test_demo_sign_in_claims_and_logout(browser: WebDriver, demo: str, shots: Path) -> None:
+    browser.get(demo + "/")
+    assert browser.find_element(By.CSS_SELECTOR, ".fcw-connect-sentence").text.startswith(
+        "FranceConnect+ est la solution proposée par l’État")
+    button = check_official_button(browser, "S’identifier avec FranceConnect+", "Qu’est-ce que FranceConnect+ ?",
+                                   "https://franceconnect.gouv.fr/france-connect-plus")
+    assert browser.execute_script("return getComputedStyle(arguments[0]).backgroundColor", button) == "rgb(0, 0, 145)"
+    check_both_widths(browser, shots, "demo-home")
+    browser.find_element(By.CSS_SELECTOR, "a.fcw-connect").click()
+    WebDriverWait(browser, 10).until(expected_conditions.element_to_be_clickable((By.CSS_SELECTOR, "button.accept")))
+    check_both_widths(browser, shots, "provider-page")
+    browser.find_element(By.CSS_SELECTOR, 'input[name="identity"][value="marie-martin"]').click()
+    browser.find_element(By.CSS_SELECTOR, 'input[name="acr"][value="eidas3"]').click()
+    browser.find_element(By.CSS_SELECTOR, "button.accept").click()
+    WebDriverWait(browser, 10).until(lambda d: d.current_url == demo + "/private/")
+    claims = browser.find_element(By.ID, "claims").text
+    assert "MARTIN" in claims and "eidas3" in browser.find_element(By.TAG_NAME, "main").text
+    check_both_widths(browser, shots, "demo-claims")  # was 740 px wide on a phone
+    browser.find_element(By.ID, "logout").click()  # a same-origin link: no confirmation asked
+    WebDriverWait(browser, 10).until(lambda d: d.current_url == demo + "/")
+    assert browser.find_elements(By.CSS_SELECTOR, "a.fcw-connect")  # signed out: the login is asked again
+    browser.get(demo + "/private/")
+    WebDriverWait(browser, 10).until(expected_conditions.element_to_be_clickable((By.CSS_SELECTOR, "button.accept")))
+
+
+def test_demo_by_keyboard_then_refusal(browser: WebDriver, demo: str, shots: Path) -> None:
+    """Tab alone reaches the button, which shows its focus ring; Enter follows it; refusing at
+    the provider lands on the friendly page, readable at both widths."""
+    browser.get(demo + "/")
+    body = browser.find_element(By.TAG_NAME, "body")
+    for _ in range(12):
+        body.send_keys(Keys.TAB) if _ == 0 else browser.switch_to.active_element.send_keys(Keys.TAB)
+        focused = browser.switch_to.active_element
+        if "fcw-connect" in (focused.get_attribute("class") or "").split():
+            break
+    else:
+        pytest.fail("twelve Tab presses never reached the sign-in button")
+    ring = browser.execute_script("const s = getComputedStyle(document.activeElement);"
+                                  "return [s.outlineStyle, s.outlineWidth, s.outlineColor];")
+    assert ring == ["solid", "2px", "rgb(10, 118, 246)"], ring
+    browser.save_screenshot(str(shots / "demo-button-focused.png"))
+    focused.send_keys(Keys.ENTER)
+    WebDriverWait(browser, 10).until(expected_conditions.element_to_be_clickable((By.CSS_SELECTOR, "button.refuse")))
+    browser.find_element(By.CSS_SELECTOR, "button.refuse").click()
+    WebDriverWait(browser, 10).until(expected_conditions.presence_of_element_located((By.ID, "correlation-id")))
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Connexion interrompue"
+    provider_line = browser.find_element(By.CSS_SELECTOR, "p.provider")  # quoted outside the French text
+    assert provider_line.find_element(By.CSS_SELECTOR, "span").get_attribute("lang") == ""
+    assert "access_denied" not in browser.find_element(By.CSS_SELECTOR, "section[lang=fr]").text
+    check_both_widths(browser, shots, "demo-refused")
+
+
+@pytest.fixture
+def paged(tmp_path: Path) -> Iterator[DevStack]:
+    with dev_stack(tmp_path, settings={"login_page": "true", "step_up": "/private/strong:eidas3"}) as s:
+        yield s
+
+
+def test_login_page_shows_the_button_and_keeps_the_return(browser: WebDriver, paged: DevStack, shots: Path) -> None:
+    browser.get(paged.base + "/private/strong?x=1")  # a protected page: to the login page first
+    assert urlsplit(browser.current_url).path == "/oidc/login"
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Connexion"
+    check_official_button(browser, "S’identifier avec FranceConnect+", "Qu’est-ce que FranceConnect+ ?",
+                          "https://franceconnect.gouv.fr/france-connect-plus")
+    english = browser.find_element(By.CSS_SELECTOR, "section[lang=en]").text
+    assert "FranceConnect+ is the solution" in english and "What is FranceConnect+?" in english
+    check_both_widths(browser, shots, "login-page")
+    browser.find_element(By.CSS_SELECTOR, "a.fcw-connect").click()
+    WebDriverWait(browser, 10).until(expected_conditions.element_to_be_clickable((By.CSS_SELECTOR, "button.accept")))
+    browser.find_element(By.CSS_SELECTOR, 'input[name="acr"][value="eidas3"]').click()
+    browser.find_element(By.CSS_SELECTOR, "button.accept").click()
+    WebDriverWait(browser, 10).until(lambda d: d.current_url == paged.base + "/private/strong?x=1")
+    assert json.loads(browser.find_element(By.TAG_NAME, "body").text)["acr"] == "eidas3"
