@@ -134,7 +134,7 @@ _add("state_unknown", _C.SESSION_EXPIRED, 400, _EXPIRED_FR, _EXPIRED_EN,
 _add("state_browser_mismatch", _C.SECURITY, 403, _SECURITY_FR, _SECURITY_EN,
      "The state belongs to a login started in another browser (possible login CSRF), or the login cookie was lost (SameSite, http/https mismatch).", True)
 _add("issuer_mismatch_callback", _C.SECURITY, 400, _SECURITY_FR, _SECURITY_EN,
-     "The callback's iss parameter (RFC 9207) names another issuer (possible mix-up attack).", True)
+     "The callback's iss parameter (RFC 9207) names another issuer, or is missing although discovery advertises authorization_response_iss_parameter_supported (possible mix-up attack).", True)
 
 # --- Token validation ---------------------------------------------------------------------------
 for _code, _hint in (
@@ -198,6 +198,9 @@ class FlowError(Exception):
         self.provider_description = cap(provider_description) if provider_description else None
         # Set by the flow once it knows which login this failure belongs to.
         self.correlation_id: str | None = None
+        # Set by the flow for a refused callback: the page and level the login was for.
+        self.return_to: str | None = None
+        self.acr: tuple[str, ...] = ()
 
     @property
     def spec(self) -> ErrorSpec:
