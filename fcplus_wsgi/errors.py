@@ -122,7 +122,9 @@ _add("revocation_refused", _C.PROVIDER_UNAVAILABLE, 502, _UNAVAIL_FR, _UNAVAIL_E
 _add("discovery_issuer_mismatch", _C.MISCONFIGURED, 502, _MISCONF_FR, _MISCONF_EN,
      "The discovery document names another issuer than the configured one: check `issuer`/`provider`.", False)
 _add("discovery_invalid", _C.MISCONFIGURED, 502, _MISCONF_FR, _MISCONF_EN,
-     "The discovery document lacks a required endpoint or does not offer what the provider policy requires.", False)
+     "The discovery document lacks a required endpoint, lists an http:// endpoint for an https:// issuer "
+     "(or for a non-loopback host), or does not offer what the provider policy requires; "
+     "`fcplus-wsgi check` names which.", False)
 
 # --- Callback checks ------------------------------------------------------------------------------
 _add("callback_malformed", _C.SECURITY, 400, _SECURITY_FR, _SECURITY_EN,
