@@ -98,7 +98,10 @@ def _jws_header(segment: str) -> Mapping[str, Any]:
 
 def jws_alg(compact: str) -> str:
     """The alg of a compact JWS's header (ValueError when unreadable); cached after verification."""
-    return str(_jws_header(compact.split(".", 1)[0]).get("alg"))
+    alg = _jws_header(compact.split(".", 1)[0]).get("alg")
+    if not isinstance(alg, str):
+        raise ValueError("JWS header has no alg")
+    return alg
 
 
 def compact_parts(token: Any, prefix: str) -> list[str]:

@@ -404,3 +404,90 @@ def test_non_canonical_or_foreign_base64_is_refused(segment: str) -> None:
     must never decode to the same bytes (it made the tamper property test flaky)."""
     with pytest.raises(JoseError):
         b64decode(segment)
+
+
+# -- guards the mutation run found untested (docs/mutation.md) ------------------------------------
+
+@pytest.mark.parametrize("length", [0, 1, 128, 255, 257, 512])
+def test_an_rsa_encrypted_key_of_any_wrong_length_is_a_jose_error(length: int) -> None:
+    """cryptography answers a ciphertext of the wrong size with ValueError: it must come out
+    as JoseError (the token's refusal), never as an unexpected exception."""
+    key = enc_key("RSA-OAEP")
+    parts = seal("RSA-OAEP", "A256GCM", key).split(".")
+    parts[1] = b64(b"\x01" * length)
+    header = json.loads(b64decode(parts[0]))
+    with pytest.raises(JoseError, match="key unwrap failed"):
+        decrypt_compact(parts, header, key.get_op_key("unwrapKey"))
+
+
+@pytest.mark.parametrize("member", ["apu", "apv"])
+@pytest.mark.parametrize("value", [0, False, [], {}, 5, ["QQ"], {"a": "QQ"}, True])
+def test_ecdh_es_party_info_must_be_a_string(member: str, value: Any) -> None:
+    """Falsy non-strings would otherwise read as "absent" and open the token."""
+    key = enc_key("ECDH-ES")
+    token = seal("ECDH-ES", "A256GCM", key)
+    parts, header = _with_header(token, **{member: value})
+    with pytest.raises(JoseError, match="not a string"):
+        decrypt_compact(parts, header, key.get_op_key("unwrapKey"))
+
+
+def test_ecdh_es_party_info_must_be_base64url() -> None:
+    key = enc_key("ECDH-ES")
+    parts, header = _with_header(seal("ECDH-ES", "A256GCM", key), apu="A+B=")
+    with pytest.raises(JoseError, match="base64url"):
+        decrypt_compact(parts, header, key.get_op_key("unwrapKey"))
+
+
+def _cbc_token(key: jwk.JWK, plaintext_blocks: bytes) -> tuple[list[str], dict[str, Any]]:
+    """A128CBC-HS256 with a correct MAC over raw blocks, so the padding check is reached."""
+    import hashlib
+    import hmac
+    import os
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    cek, iv = os.urandom(32), os.urandom(16)
+    sha1 = hashes.SHA1()
+    wrapped = key.get_op_key("wrapKey").encrypt(cek, padding.OAEP(mgf=padding.MGF1(sha1), algorithm=sha1, label=None))
+    header = {"alg": "RSA-OAEP", "enc": "A128CBC-HS256"}
+    head = b64(json.dumps(header).encode())
+    encryptor = Cipher(algorithms.AES(cek[16:]), modes.CBC(iv)).encryptor()
+    ciphertext = encryptor.update(plaintext_blocks) + encryptor.finalize()
+    aad = head.encode()
+    tag = hmac.new(cek[:16], aad + iv + ciphertext + (len(aad) * 8).to_bytes(8, "big"), hashlib.sha256).digest()[:16]
+    return [head, b64(wrapped), b64(iv), b64(ciphertext), b64(tag)], header
+
+
+def test_cbc_padding_is_checked_after_the_mac() -> None:
+    key = enc_key("RSA-OAEP")
+    private = key.get_op_key("unwrapKey")
+    good, header = _cbc_token(key, PLAINTEXT[:32] + bytes([16]) * 16)
+    assert decrypt_compact(good, header, private) == PLAINTEXT[:32]
+    for last in (b"\x00" * 16, b"A" * 15 + b"\x11", b"A" * 14 + b"\x01\x02"):
+        parts, header = _cbc_token(key, PLAINTEXT[:16] + last)
+        with pytest.raises(JoseError, match="padding"):
+            decrypt_compact(parts, header, private)
+    empty, header = _cbc_token(key, b"")
+    with pytest.raises(JoseError, match="wrong length"):
+        decrypt_compact(empty, header, private)
+
+
+@pytest.mark.parametrize("length", [0, 1, 255, 257, 512])
+@pytest.mark.parametrize("alg", ["RS256", "PS256", "RS512", "PS512"])
+def test_an_rsa_signature_of_any_length_fails_as_a_jose_error(alg: str, length: int) -> None:
+    token = jws(alg).split(".")
+    token[2] = b64(b"\x01" * length)
+    with pytest.raises(JoseError):
+        ours_verify(".".join(token), alg)
+
+
+@pytest.mark.parametrize("alg", ["ES256", "ES384", "ES512"])
+@pytest.mark.parametrize("delta", [-1, 1])
+def test_an_ecdsa_signature_one_byte_off_is_refused(alg: str, delta: int) -> None:
+    token = jws(alg).split(".")
+    raw = b64decode(token[2])
+    token[2] = b64(raw[:delta] if delta < 0 else raw + b"\0")
+    with pytest.raises(JoseError, match="wrong length"):
+        ours_verify(".".join(token), alg)

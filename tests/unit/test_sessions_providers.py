@@ -8,12 +8,16 @@ import pytest
 
 from fcplus_wsgi.providers import acr_satisfies
 from fcplus_wsgi.sessions import (
+    MAX_BINDINGS,
     PENDING_LOGIN,
     PENDING_LOGOUT,
     SESSION,
     binding_hash,
+    binding_matches,
+    binding_secrets,
     looks_like_session_id,
     looks_like_state,
+    new_binding,
     new_session_id,
     new_state,
     seal,
@@ -110,3 +114,78 @@ def test_binding_hash() -> None:
     assert binding_hash(secret) == binding_hash(secret)
     assert binding_hash(secret) != binding_hash(new_session_id())
     assert binding_hash(secret) != store_key(SESSION, secret).split(":")[1]
+
+
+# -- known answers: the derivations are a storage format, shared by every worker and release ------
+
+KNOWN_SECRET = "A" * 43
+
+
+def test_store_key_seal_key_and_binding_are_pinned_by_known_answers() -> None:
+    """A change of prefix, hash or encoding would orphan every stored session and pending login
+    at the next deployment (and let one derivation collide with another): pinned here."""
+    assert store_key(SESSION, KNOWN_SECRET) == "s:3ee4d30368de319d4adca1a08452506fc251888ee68a47b33ecb610d2856e8c3"
+    assert binding_hash(KNOWN_SECRET) == "e9c0800892fc876a30221aea55130984a96a606014ee1c571a5c72b1a2524295"
+    # AES-256-GCM under SHA-256("fcplus-seal" NUL secret), nonce first, the kind as associated data.
+    blob = bytes.fromhex("000102030405060708090a0b3d5047b8105f475c7c2b4de2a5a8975b8c33b14d3f87d3fa164469f1ce88af")
+    assert unseal(SESSION, KNOWN_SECRET, blob) == {"sub": "marie"}
+    assert unseal(PENDING_LOGIN, KNOWN_SECRET, blob) is None
+    mine = seal(SESSION, KNOWN_SECRET, {"sub": "marie"})
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    key = bytes.fromhex("5e4510494196b8f9f11a53155f0b45782d9f420122659f7354762101076070b8")
+    assert AESGCM(key).decrypt(mine[:12], mine[12:], b"s") == b'{"sub":"marie"}'
+    assert len(mine) == 12 + len(b'{"sub":"marie"}') + 16
+
+
+def test_a_sealed_record_reads_back_what_deep_provider_claims_need() -> None:
+    """Claims may be MAX_DEPTH deep (strictjson) and sit two levels down in a session record."""
+    from fcplus_wsgi.strictjson import MAX_DEPTH
+    deep: object = "leaf"
+    for _ in range(MAX_DEPTH):
+        deep = [deep]
+    record = {"claims": {"x": deep}}
+    secret = new_session_id()
+    assert unseal(SESSION, secret, seal(SESSION, secret, record)) == record
+
+
+# -- browser binding: every login gets a secret the middleware made ---------------------------------
+
+def test_new_binding_is_fresh_and_never_the_value_the_request_brought() -> None:
+    planted = new_session_id()
+    fresh, cookie = new_binding(planted)
+    assert fresh != planted and looks_like_session_id(fresh)
+    assert cookie.split(".")[0] == fresh          # the new login's secret first
+    assert binding_matches(cookie, binding_hash(fresh))
+    fresh2, cookie2 = new_binding(cookie)
+    assert fresh2 not in (fresh, planted)
+    # Earlier logins of this browser (other tabs) can still finish.
+    assert binding_matches(cookie2, binding_hash(fresh)) and binding_matches(cookie2, binding_hash(fresh2))
+
+
+def test_new_binding_without_or_with_a_malformed_cookie() -> None:
+    for cookie in (None, "", "junk", "a" * 42, "." * 10, "x" * 5000):
+        fresh, value = new_binding(cookie)
+        assert value == fresh and looks_like_session_id(fresh)
+
+
+def test_binding_cookie_keeps_at_most_max_bindings() -> None:
+    cookie = None
+    made = []
+    for _ in range(MAX_BINDINGS + 3):
+        fresh, cookie = new_binding(cookie)
+        made.append(fresh)
+    assert cookie is not None and cookie.split(".") == made[::-1][:MAX_BINDINGS]
+    assert binding_matches(cookie, binding_hash(made[-MAX_BINDINGS]))
+    assert not binding_matches(cookie, binding_hash(made[-MAX_BINDINGS - 1]))  # the oldest fell off
+
+
+def test_binding_matches_only_a_secret_the_cookie_holds() -> None:
+    a, b = new_session_id(), new_session_id()
+    bind = binding_hash(a)
+    assert binding_matches(a, bind)
+    assert binding_matches(f"{b}.{a}", bind)
+    for cookie in (None, "", b, f"{b}.{b}", a + "x", a[:-1], f"{a}x.{b}", bind, f"{'.'.join([b] * MAX_BINDINGS)}.{a}"):
+        assert not binding_matches(cookie, bind), cookie
+    assert not binding_matches(a, "")
+    assert binding_secrets(f"{a}.junk.{b}") == [a, b]
+    assert binding_secrets("." .join([a] * (MAX_BINDINGS + 1))) == []  # longer than any cookie we write

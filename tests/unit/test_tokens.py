@@ -540,3 +540,163 @@ def test_full_userinfo_jwt_roundtrip(keys: Keys) -> None:
     swapped = open_id(fc_token(keys, {**body, "sub": "b" * 64}), keys, prefix="userinfo")
     assert code_of(validate_userinfo, swapped, id_token_sub=sub, issuer=ISSUER, client_id=CLIENT_ID,
                    signed=True) == "userinfo_sub_mismatch"
+
+
+# -- guards the mutation run found untested (docs/mutation.md) ------------------------------------
+
+def _jwks(*items: dict[str, Any]) -> ProviderKeys:
+    return ProviderKeys.from_jwks({"keys": list(items)})
+
+
+def _pub(key: jwk.JWK, **changes: Any) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(key.export_public())
+    data.update(changes)
+    return {k: v for k, v in data.items() if v is not DROP}
+
+
+def test_a_provider_key_for_encryption_never_verifies_a_signature(keys: Keys) -> None:
+    token = sign(id_claims(), keys.provider_ec, "ES256", kid=None)
+    assert open_id(token, keys, policy=PLAIN, provider=_jwks(_pub(keys.provider_ec, use="sig")))["sub"]
+    assert open_id(token, keys, policy=PLAIN, provider=_jwks(_pub(keys.provider_ec, use=DROP)))["sub"]
+    assert code_of(open_id, token, keys, policy=PLAIN,
+                   provider=_jwks(_pub(keys.provider_ec, use="enc"))) == "id_token_signature_key"
+    named = sign(id_claims(), keys.provider_ec, "ES256")
+    with pytest.raises(UnknownSigningKey):
+        open_id(named, keys, policy=PLAIN, provider=_jwks(_pub(keys.provider_ec, use="enc")))
+
+
+def test_a_provider_key_pinned_to_an_alg_verifies_only_that_alg(keys: Keys) -> None:
+    rsa = keys.provider_rsa
+    for alg in ("RS384", "PS256"):
+        token = sign(id_claims(), rsa, alg)
+        algs = ("RS256", "RS384", "PS256")
+        with pytest.raises(UnknownSigningKey):  # the JWKS pins op-rsa-1 to RS256
+            open_id(token, keys, policy=PLAIN, algs=algs, provider=_jwks(_pub(rsa, alg="RS256")))
+        assert open_id(token, keys, policy=PLAIN, algs=algs, provider=_jwks(_pub(rsa, alg=alg)))["sub"]
+        assert open_id(token, keys, policy=PLAIN, algs=algs, provider=_jwks(_pub(rsa, alg=DROP)))["sub"]
+
+
+def test_an_es_alg_uses_only_a_key_on_its_curve(keys: Keys) -> None:
+    p384 = signing_key_on("P-384", "op-ec-1")
+    token = sign(id_claims(), p384, "ES384")
+    published = _pub(p384)
+    assert open_id(token, keys, policy=PLAIN, algs=("ES384",), provider=_jwks(published))["sub"]
+    # ES256 naming the same kid: the P-384 key is not a candidate (nor is the P-256 one for ES384).
+    es256 = sign(id_claims(), keys.provider_ec, "ES256")
+    with pytest.raises(UnknownSigningKey):
+        open_id(es256, keys, policy=PLAIN, provider=_jwks(published))
+    with pytest.raises(UnknownSigningKey):
+        open_id(token, keys, policy=PLAIN, algs=("ES384",), provider=_jwks(_pub(keys.provider_ec)))
+    kidless = sign(id_claims(), keys.provider_ec, "ES256", kid=None)
+    assert code_of(open_id, kidless, keys, policy=PLAIN, provider=_jwks(_pub(p384, kid=DROP))) == \
+        "id_token_signature_key"
+
+
+def signing_key_on(crv: str, kid: str) -> jwk.JWK:
+    key = jwk.JWK.generate(kty="EC", crv=crv)
+    data = json.loads(key.export_private())
+    data.update(kid=kid, use="sig")
+    return jwk.JWK(**data)
+
+
+@pytest.mark.parametrize("alg", ["ES384", "ES512", "RS384", "RS512", "PS256", "PS384", "PS512"])
+def test_every_standard_alg_verifies_and_a_forgery_fails(keys: Keys, alg: str) -> None:
+    key = signing_key_on({"384": "P-384", "512": "P-521"}[alg[2:]], "op-x") if alg.startswith("ES") else keys.provider_rsa
+    provider = _jwks(_pub(key, alg=DROP))  # the fixture's RSA key is pinned to RS256
+    token = sign(id_claims(), key, alg)
+    assert open_id(token, keys, policy=PLAIN, algs=(alg,), provider=provider)["sub"] == "a" * 64
+    h, _p, s = token.split(".")
+    forged = h + "." + b64json(id_claims(sub="b" * 64)) + "." + s
+    assert code_of(open_id, forged, keys, policy=PLAIN, algs=(alg,), provider=provider) == "id_token_signature_invalid"
+    # Its at_hash is the hash its alg names (OIDC Core 3.1.3.6).
+    assert at_hash("tok", alg) == _at_hash("tok", "sha" + alg[2:])
+
+
+@pytest.mark.parametrize("b64", [False, True, "false", 0])
+def test_any_b64_header_member_is_refused_even_without_crit(keys: Keys, b64: Any) -> None:
+    """RFC 7797 makes b64 meaningful only when listed in crit (refused); alone, it is refused too."""
+    # By hand: jwcrypto will not make a b64 header without crit. Headers are checked first.
+    token = b64json({"alg": "ES256", "kid": "op-ec-1", "b64": b64}) + "." + b64json(id_claims()) + ".c2ln"
+    assert code_of(open_id, token, keys, policy=PLAIN) == "id_token_signature_alg"
+
+
+def test_the_64_kib_token_cap_applies_to_well_formed_tokens(keys: Keys) -> None:
+    from fcplus_wsgi.tokens import compact_parts
+    head = b64json({"alg": "ES256"})
+    filler = "A" * (MAX_TOKEN_CHARS - len(head) - 2 - 4)
+    at_cap = f"{head}.{filler}.AAAA"
+    assert len(at_cap) == MAX_TOKEN_CHARS and len(compact_parts(at_cap, "id_token")) == 3
+    over = f"{head}.{filler}A.AAAA"
+    with pytest.raises(FlowError) as info:
+        compact_parts(over, "id_token")
+    assert info.value.code == "id_token_malformed" and info.value.detail == "not a compact serialization"
+    # Through open_token too, for a JWE-sized one (five segments).
+    tail = ".AA.AA.AAAA"
+    five = head + "." + "A" * (MAX_TOKEN_CHARS - len(head) - 1 - len(tail) + 1) + tail
+    assert len(five) == MAX_TOKEN_CHARS + 1
+    assert code_of(open_id, five, keys) == "id_token_malformed"
+
+
+@pytest.mark.parametrize("depth", [33, 300, 1010])
+def test_deeply_nested_headers_and_payloads_are_refused_not_a_crash(keys: Keys, depth: int) -> None:
+    """orjson reads 1,024 levels but writes 254, and a second parser hits RecursionError:
+    nothing deeper than strictjson.MAX_DEPTH gets past the token checks."""
+    # JSON text by hand: Python's json cannot even write 1,010 levels.
+    nested = "[" * (depth - 1) + "1" + "]" * (depth - 1)
+    deep_header = b64url(('{"alg":"ES256","kid":"op-ec-1","x":' + nested + "}").encode())
+    assert code_of(open_id, deep_header + "." + b64json(id_claims()) + ".AAAA", keys, policy=PLAIN) == \
+        "id_token_malformed"
+    payload = json.dumps(id_claims())[:-1] + ', "deep": ' + nested + "}"
+    deep_claims = sign(None, keys.provider_ec, "ES256", raw_payload=payload.encode())
+    assert code_of(open_id, deep_claims, keys, policy=PLAIN) == "id_token_claims_invalid"
+    inner = sign(None, keys.provider_ec, "ES256", raw_payload=payload.encode())
+    assert code_of(open_id, encrypt(inner, keys.rsa_enc, "RSA-OAEP"), keys, prefix="userinfo") == "userinfo_malformed"
+    jwe_header = b64url(('{"alg":"RSA-OAEP","enc":"A256GCM","x":' + nested + "}").encode())
+    assert code_of(open_id, jwe_header + ".AA.AAAAAAAAAAAAAAAA.AA.AAAAAAAAAAAAAAAAAAAAAA", keys) == "id_token_malformed"
+
+
+def test_claims_nested_up_to_the_limit_are_accepted(keys: Keys) -> None:
+    nested: Any = 1
+    for _ in range(31):  # the claims object itself is the 32nd level
+        nested = [nested]
+    assert open_id(sign(id_claims(deep=nested), keys.provider_ec, "ES256"), keys, policy=PLAIN)["deep"] == nested
+
+
+@pytest.mark.parametrize("sub", ["é" * 10, "a\nb", "a b", "a\x7f", "\x00", "a\tb"])
+def test_sub_must_be_printable_ascii(sub: str) -> None:
+    assert check(id_claims(sub=sub)) == "id_token_claims_invalid"
+
+
+def test_sub_of_255_printable_ascii_characters_is_accepted() -> None:
+    assert check(id_claims(sub="~" * 255)) is None and check(id_claims(sub="!")) is None
+
+
+def test_at_hash_is_never_skipped() -> None:
+    access = "access-token-value"
+    right = _at_hash(access, "sha256")
+    for alg in ("none", "", "EdDSA", "HS512", "ES256K"):  # an alg with no hash rule: refused, not skipped
+        assert check(id_claims(at_hash=right), expected(access_token=access), alg) == "id_token_claims_invalid"
+    assert check(id_claims(at_hash=right), expected(access_token="accès")) == "id_token_claims_invalid"
+    assert check(id_claims(at_hash=right[:-1]), expected(access_token=access)) == "id_token_claims_invalid"
+    assert check(id_claims(at_hash=right + "A"), expected(access_token=access)) == "id_token_claims_invalid"
+    assert check(id_claims(at_hash=right), expected(access_token=access), "HS256") is None
+    assert check(id_claims(at_hash="é"), expected(access_token=access)) == "id_token_claims_invalid"
+
+
+@pytest.mark.parametrize("claims", [
+    {}, {"iss": ISSUER}, {"aud": CLIENT_ID}, {"iss": ISSUER, "aud": None}, {"iss": None, "aud": CLIENT_ID},
+    {"iss": ISSUER, "aud": []}, {"iss": ISSUER, "aud": {"x": CLIENT_ID}}, {"iss": [ISSUER], "aud": CLIENT_ID},
+])
+def test_signed_userinfo_must_carry_iss_and_aud(claims: dict[str, Any]) -> None:
+    """OpenID Connect Core 5.3.2: a signed userinfo MUST contain iss and aud."""
+    sub = "a" * 64
+    assert code_of(validate_userinfo, {"sub": sub, **claims}, id_token_sub=sub, issuer=ISSUER, client_id=CLIENT_ID,
+                   signed=True) == "userinfo_issuer_audience"
+    validate_userinfo({"sub": sub, **claims}, id_token_sub=sub, issuer=ISSUER, client_id=CLIENT_ID, signed=False)
+
+
+def test_signed_userinfo_with_iss_and_aud_string_or_list() -> None:
+    sub = "a" * 64
+    for aud in (CLIENT_ID, [CLIENT_ID], ["other", CLIENT_ID]):
+        validate_userinfo({"sub": sub, "iss": ISSUER, "aud": aud}, id_token_sub=sub, issuer=ISSUER,
+                          client_id=CLIENT_ID, signed=True)

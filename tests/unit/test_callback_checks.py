@@ -1,0 +1,180 @@
+"""The callback and userinfo checks of fcplus_wsgi.flow, through the real middleware and a real
+loopback provider (tests/support/evil_provider.py), one stack for the module so the checks can
+be driven hundreds of times cheaply (the mutation run, docs/mutation.md, leans on this file).
+
+What they pin: the callback's character and length rules, RFC 9207's iss when discovery
+advertises it, the browser binding being a value the middleware made, the access token's
+shape, and a signed userinfo naming issuer and audience.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import pytest
+
+from fcplus_wsgi.errors import FlowError
+from fcplus_wsgi.flow import _PARAM_CAPS, Flow, _header_alg
+from tests.support.evil_provider import DROP, EvilProvider, EvilStack, evil_stack, json_response, raw_response
+
+
+@pytest.fixture(scope="module")
+def module_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EvilStack]:
+    with evil_stack(tmp_path_factory.mktemp("callback")) as s:
+        yield s
+
+
+@pytest.fixture
+def stack(module_stack: EvilStack) -> Iterator[EvilStack]:
+    p = module_stack.provider
+    yield module_stack
+    p.token_handler = p.userinfo_handler = p.id_token_factory = p.userinfo_factory = None
+    p.authorize_error, p.authorize_extra, p.userinfo_claims = None, {}, {}
+    module_stack.calls.clear()
+
+
+def last_error(stack: EvilStack) -> str | None:
+    failures = stack.recorder.failures()
+    return failures[-1].error if failures else None
+
+
+def login(stack: EvilStack, **callback_changes: Any) -> tuple[int, str | None]:
+    """One sign-in with the callback's parameters changed (None removes one); (status, last error)."""
+    stack.recorder.events.clear()
+    browser = stack.browser()
+    callback = browser.authorize(browser.start())
+    parts = urlsplit(callback)
+    query = {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+    for name, value in callback_changes.items():
+        if value is None:
+            query.pop(name, None)
+        else:
+            query[name] = value
+    page = browser.get(f"{parts.scheme}://{parts.netloc}{parts.path}?{urlencode(query)}")
+    return page.status_code, (None if page.status_code == 303 else last_error(stack))
+
+
+# -- the callback's characters and lengths (pure) -------------------------------------------------
+
+CHECKED = [name for name in _PARAM_CAPS if name != "error_description"]
+
+
+@pytest.mark.parametrize("name", CHECKED)
+def test_every_control_space_del_and_non_ascii_character_is_refused(name: str) -> None:
+    for code in [*range(0x00, 0x21), 0x7F, 0x80, 0xA0, 0xFF, 0x100, 0x202E]:
+        with pytest.raises(FlowError) as info:
+            Flow.single_params({name: ["a" + chr(code) + "b"]})
+        assert info.value.code == "callback_malformed", hex(code)
+    printable = "".join(chr(c) for c in range(0x21, 0x7F))[: _PARAM_CAPS[name]]
+    assert Flow.single_params({name: [printable]}) == {name: printable}
+
+
+@pytest.mark.parametrize("name", list(_PARAM_CAPS))
+def test_each_length_cap_is_exact(name: str) -> None:
+    cap = _PARAM_CAPS[name]
+    assert Flow.single_params({name: ["x" * cap]}) == {name: "x" * cap}
+    with pytest.raises(FlowError) as info:
+        Flow.single_params({name: ["x" * (cap + 1)]})
+    assert info.value.code == "callback_malformed"
+    with pytest.raises(FlowError):
+        Flow.single_params({name: ["x", "x"]})
+
+
+def test_error_description_keeps_spaces_and_unknown_parameters_are_ignored() -> None:
+    assert Flow.single_params({"error_description": ["Le compte est bloqué."], "other": ["a", "b"]}) == \
+        {"error_description": "Le compte est bloqué."}
+    assert Flow.single_params({"state": []}) == {}
+
+
+def test_an_unreadable_jws_header_is_a_malformed_id_token_not_a_crash() -> None:
+    for compact in ("!!!.e30.AA", "e30.e30.AA", "W10.e30.AA", ""):
+        with pytest.raises(FlowError) as info:
+            _header_alg(compact)
+        assert info.value.code == "id_token_malformed"
+
+
+# -- RFC 9207 ----------------------------------------------------------------------------------------
+
+def test_callback_without_iss_is_accepted_when_discovery_does_not_advertise_it(stack: EvilStack) -> None:
+    assert login(stack) == (303, None)
+
+
+@pytest.mark.parametrize("advertised", [True, "true", 1, False])
+def test_callback_without_iss_is_refused_when_discovery_advertises_it(tmp_path: Any, advertised: Any) -> None:
+    provider = EvilProvider()
+    provider.discovery_overrides = {"authorization_response_iss_parameter_supported": advertised}
+    with evil_stack(tmp_path, provider=provider) as stack:
+        if advertised is True:
+            assert login(stack) == (400, "issuer_mismatch_callback")
+            assert login(stack, iss=provider.issuer) == (303, None)
+            assert login(stack, iss=provider.issuer + "/") == (400, "issuer_mismatch_callback")
+            provider.authorize_error = {"error": "access_denied"}  # error responses carry iss too
+            assert login(stack)[1] == "issuer_mismatch_callback"
+            assert login(stack, iss=provider.issuer)[1] == "access_denied"
+        else:  # only JSON true advertises it
+            assert login(stack) == (303, None)
+
+
+# -- the browser binding is the middleware's own ---------------------------------------------------
+
+def test_a_planted_well_formed_login_cookie_never_lets_its_planter_finish_the_login(stack: EvilStack) -> None:
+    """A sibling subdomain or a shared computer can plant a login cookie the attacker knows;
+    the victim's next login must still be bound to something only the victim's browser got
+    from the middleware, so the planter cannot finish it with a leaked callback URL."""
+    for planted in ("P" * 43, "P" * 43 + "." + "Q" * 43):
+        browser = stack.browser()
+        browser.http.cookies.set("fcplus-login", planted, domain="127.0.0.1", path="/")
+        first = browser.get("/private/page")
+        assert first.status_code == 302
+        issued = first.cookies.get("fcplus-login")
+        assert issued and issued != planted
+        callback = browser.authorize(first.headers["Location"])
+        planter = stack.browser()
+        planter.http.cookies.set("fcplus-login", planted, domain="127.0.0.1", path="/")
+        stack.recorder.events.clear()
+        answer = planter.get(callback)
+        assert (answer.status_code, last_error(stack)) == (403, "state_browser_mismatch")
+        assert stack.calls == []
+
+
+# -- the access token --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("token", ["accès-refusé", "a b", "a\tb", "", "a" * 8193, "a=b", "tok\x7f", "<x>", "a,b"])
+def test_an_access_token_outside_rfc_6750_is_refused(stack: EvilStack, token: str) -> None:
+    p = stack.provider
+    p.token_handler = lambda req, grant: json_response(p.token_body(grant, access_token=token)) if grant else \
+        json_response({}, 400)
+    assert login(stack) == (502, "provider_bad_response")
+    assert p.hits.get("/userinfo", 0) == 0 or stack.calls == []
+
+
+@pytest.mark.parametrize("token", ["A" * 8192, "abc.def-ghi_jkl~mno+pqr/stu==", "x"])
+def test_an_rfc_6750_access_token_is_accepted(stack: EvilStack, token: str) -> None:
+    p = stack.provider
+
+    def answer(req: Any, grant: Any) -> Any:
+        if grant is None:
+            return json_response({}, 400)
+        grant.access_token = token  # so userinfo recognises it
+        return json_response(p.token_body(grant))
+    p.token_handler = answer
+    assert login(stack) == (303, None)
+
+
+# -- userinfo ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("claims", [{"iss": DROP}, {"aud": DROP}, {"iss": DROP, "aud": DROP}, {"aud": ["other"]}])
+def test_a_signed_userinfo_without_iss_or_aud_is_refused(stack: EvilStack, claims: dict[str, Any]) -> None:
+    stack.provider.userinfo_claims = claims
+    assert login(stack) == (401, "userinfo_issuer_audience")
+
+
+def test_a_plain_json_userinfo_needs_no_iss_or_aud(tmp_path: Any) -> None:
+    with evil_stack(tmp_path, mode="plain") as plain:
+        plain.provider.userinfo_claims = {"iss": DROP, "aud": DROP}
+        assert login(plain) == (303, None)
+        p = plain.provider
+        p.userinfo_factory = lambda grant, claims: raw_response(p.wrap(claims).encode(), "application/jwt")
+        assert login(plain) == (401, "userinfo_issuer_audience")
