@@ -25,6 +25,7 @@ from .errors import FlowError, authorization_error
 from .events import EventBus, FlowEvent
 from .identity import Identity
 from .keys import ServiceKeys
+from .pending import USED_STATE, PendingSealer
 from .sessions import (
     PENDING_LOGIN,
     PENDING_LOGOUT,
@@ -138,6 +139,12 @@ class Flow:
         self.bus = bus or EventBus()
         self.clock = clock
         self.provider = settings.provider_name
+        # Pending logins travel sealed in the login cookie: starting one writes nothing here.
+        self.pending = PendingSealer(settings.client_secret, settings.client_id, settings.issuer)
+        # States being redeemed in this process, so two concurrent callbacks of one state do
+        # not both reach the token endpoint (across processes the provider's single-use code
+        # decides). Bounded: only states this service minted and the browser held get here.
+        self._redeeming: dict[str, float] = {}
         # Opened sessions by session id, valid only while the stored blob is byte-identical:
         # the store is still read on every request (expiry, logout and other processes are
         # seen at once), but AES-GCM and JSON run once per change, not once per request.
@@ -193,10 +200,9 @@ class Flow:
         prompt = (s.prompt if prompt is None else prompt) or None
         with self._step("login_redirect", cid, request_id):
             metadata = self.client.metadata()
-            state, nonce = new_state(), new_state()
+            state, nonce = self.pending.new_state(), new_state()
             use_pkce = s.pkce if s.pkce is not None else "S256" in metadata.code_challenge_methods
             verifier = new_code_verifier() if use_pkce else None
-            binding, browser_secret = new_binding(browser_secret)
             try:
                 params = authorization_params(
                     s.wire, client_id=s.client_id, redirect_uri=s.redirect_uri, scopes=s.scopes, state=state,
@@ -205,16 +211,14 @@ class Flow:
             except ValueError as exc:
                 raise FlowError("login_parameter_invalid", detail=str(exc)) from None
             record: dict[str, Any] = {"nonce": nonce, "verifier": verifier, "return_to": return_to,
-                                      "acr": list(acr), "bind": binding_hash(binding), "cid": cid,
-                                      "t": self.clock()}
+                                      "acr": list(acr), "cid": cid, "t": self.clock()}
             if prompt == "none":
                 record["silent"] = True
             if hints:
                 record["hints"] = dict(hints)
-            self.store.put(store_key(PENDING_LOGIN, state), seal(PENDING_LOGIN, state, record),
-                           s.pending_login_ttl)
+            cookie = self.pending.add(browser_secret, state, record).render()
             url = authorization_url(metadata.authorization_endpoint, params)
-        return LoginStart(url=url, browser_secret=browser_secret)
+        return LoginStart(url=url, browser_secret=cookie)
 
     @staticmethod
     def single_params(params: Mapping[str, Sequence[str]]) -> dict[str, str]:
@@ -234,9 +238,29 @@ class Flow:
                 out[name] = value
         return out
 
-    def _take_pending(self, kind: str, state: str) -> dict[str, Any] | None:
-        blob = self.store.take(store_key(kind, state))
-        return unseal(kind, state, blob) if blob is not None else None
+    def _take_pending(self, kind: str, state: str, cookie: str | None = None) -> dict[str, Any] | None:
+        """The pending entry of a state, once. Logins: from the browser's login cookie, unless
+        the state was used already (a record written once the provider accepted its code) or
+        is being redeemed in this process; a state this service minted that the browser does
+        not hold comes back as {"bound": False} (another browser: login CSRF)."""
+        if kind != PENDING_LOGIN:
+            blob = self.store.take(store_key(kind, state))
+            return unseal(kind, state, blob) if blob is not None else None
+        if self.store.get(store_key(USED_STATE, state)) is not None:
+            return None
+        found, record = self.pending.open(cookie, state, now=self.clock(), ttl=self.settings.pending_login_ttl)
+        if found == "spent":
+            return None
+        if record is None:
+            return {"bound": False} if self.pending.minted(state) else None
+        if state in self._redeeming:
+            return None
+        remember(self._redeeming, state, self.clock(), 16384)
+        return {**record, "bound": True, "used_key": store_key(USED_STATE, state)}
+
+    def _mark_used(self, pending: dict[str, Any]) -> None:
+        """Once the provider accepted the code: only real sign-ins ever write this record."""
+        self.store.put(str(pending["used_key"]), b"1", self.settings.pending_login_ttl)
 
     def finish_login(self, params: Mapping[str, Sequence[str]], *, browser_secret: str | None,
                      request_id: str | None = None) -> LoginDone:
@@ -268,13 +292,13 @@ class Flow:
         if state is None:
             raise FlowError("state_missing")
         try:
-            pending = self._take_pending(PENDING_LOGIN, state) if looks_like_state(state) else None
+            pending = self._take_pending(PENDING_LOGIN, state, browser_secret) if looks_like_state(state) else None
         except StoreError as exc:
             raise FlowError("store_unavailable", detail=str(exc)) from None
         if pending is None:
             raise FlowError("state_unknown")
         try:
-            if not binding_matches(browser_secret, str(pending.get("bind", ""))):
+            if pending.get("bound") is not True:
                 raise FlowError("state_browser_mismatch")
             if "iss" in p and p["iss"] != self.settings.issuer:
                 raise FlowError("issuer_mismatch_callback")
@@ -306,6 +330,7 @@ class Flow:
             tokens = self.client.exchange_code(
                 code=code, redirect_uri=s.redirect_uri, client_id=s.client_id, client_secret=s.client_secret,
                 auth_method=s.token_endpoint_auth_method, code_verifier=pending.get("verifier"))
+            self._mark_used(pending)  # the provider accepted the code: this state is spent everywhere
             access_token = tokens["access_token"]
             if not _B64TOKEN.fullmatch(access_token):
                 # RFC 6750 2.1 b64token: it goes into an Authorization header, at_hash hashes

@@ -28,6 +28,7 @@ from .identity import ENVIRON_KEY, Identity, mutable_copy
 from .keys import KeyFileError, ServiceKeys, load_keys_file
 from .links import MIDDLEWARE_KEY, build_login_url
 from .pages import Pages, PageTemplateError, secure
+from .pending import LoginCookie
 from .providers import EIDAS_ORDER, LOGIN_HINTS, acr_satisfies
 from .settings import ConfigError, Settings, parse_settings
 from .stores import Store, StoreError, open_store
@@ -394,11 +395,15 @@ class FCPlusMiddleware:
         return secure(response)
 
     def _begin(self, environ: dict[str, Any], return_to: str, acr: tuple[str, ...] | None = None, *,
-               prompt: str | None = None, hints: Mapping[str, str] | None = None) -> Response:
+               prompt: str | None = None, hints: Mapping[str, str] | None = None,
+               browser: str | None = None) -> Response:
+        """Redirect to the provider; the login cookie comes back with this login's sealed entry
+        added (`browser`: the cookie as the callback just left it, for a silent retry)."""
         defaults = self.settings.acr_values
         if acr and defaults and all(acr_satisfies(d, acr) for d in defaults):
             acr = None  # a requested level may raise the configured one, never lower it
-        browser = read_cookie(environ, self.settings.pending_cookie_name)
+        if browser is None:
+            browser = read_cookie(environ, self.settings.pending_cookie_name)
         try:
             start = self.flow.start_login(return_to=return_to, browser_secret=browser, acr_values=acr,
                                           request_id=self._request_id(environ), prompt=prompt, hints=hints)
@@ -505,15 +510,20 @@ class FCPlusMiddleware:
             params = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True, max_num_fields=32)
         except ValueError:  # parse_qs: too many fields
             return self._refuse(environ, "callback", FlowError("callback_malformed"), s.login_path)
+        # Whatever the outcome, the browser's entry for this state is marked used.
+        spent = self._spent_cookie(browser, params.get("state"))
         try:
             done = self.flow.finish_login(params, browser_secret=browser, request_id=self._request_id(environ))
         except FlowError as exc:
-            return self._error_page(environ, exc, exc.correlation_id or new_correlation_id(), retry=s.login_path)
+            page = self._error_page(environ, exc, exc.correlation_id or new_correlation_id(), retry=s.login_path)
+            if spent is not None:
+                self._set_browser_cookie(page, spent)
+            return page
         except SilentLoginFailed as silent:
             # The platform needs the user (no SSO session there): ask again, interactively.
             interactive = s.prompt if s.prompt and s.prompt != "none" else ""
             return self._begin(environ, silent.return_to, silent.acr or None, prompt=interactive,
-                               hints=silent.hints)
+                               hints=silent.hints, browser=spent or browser)
         old = read_cookie(environ, s.cookie_name)
         if old:
             try:
@@ -523,7 +533,18 @@ class FCPlusMiddleware:
         response = self._redirect(done.return_to, 303)
         response.set_cookie(s.cookie_name, done.session_id, path="/", secure=s.cookie_secure, httponly=True,
                             samesite="lax")
+        if spent is not None:
+            self._set_browser_cookie(response, spent)
         return response
+
+    @staticmethod
+    def _spent_cookie(browser: str | None, states: list[str] | None) -> str | None:
+        """The login cookie with the callback's state marked used, or None when unchanged."""
+        cookie = LoginCookie.parse(browser)
+        if cookie is None or not states or len(states) != 1:
+            return None
+        value = cookie.spent(states[0]).render()
+        return value if value != browser else None
 
     def _jwks(self, environ: dict[str, Any]) -> Response:
         if self.service_keys is None:

@@ -115,12 +115,14 @@ def test_state_from_another_browser_is_login_csrf(stack: EvilStack) -> None:
     attacker, victim = stack.browser(), stack.browser()
     callback = attacker.authorize(attacker.start())
     assert_refused(stack, victim, victim.get(callback), "state_browser_mismatch")
-    # The victim had a pending login of its own: still not enough.
+    # The victim had a pending login of its own: still not enough. The refusal did not use up
+    # the attacker's state (a browser that does not hold a state cannot spend it), so the
+    # answer is the same.
     victim_callback = victim.authorize(victim.start())
     stack.recorder.events.clear()
     forged = with_query(victim_callback, code=callback_query(callback)["code"][0],
                         state=callback_query(callback)["state"][0])
-    assert_refused(stack, victim, victim.get(forged), "state_unknown")
+    assert_refused(stack, victim, victim.get(forged), "state_browser_mismatch")
 
 
 def test_state_with_a_forged_login_cookie(stack: EvilStack) -> None:
