@@ -318,6 +318,9 @@ class Flow:
                 raise FlowError("callback_malformed", detail="no code and no error")
         except FlowError as exc:
             exc.correlation_id = str(pending.get("cid") or "") or None
+            # Where the refused login was going and at which level, so its retry link goes there too.
+            exc.return_to = str(pending.get("return_to") or "/")
+            exc.acr = tuple(str(a) for a in pending.get("acr") or ())
             raise
         pending.setdefault("cid", new_correlation_id())
         return p, pending
