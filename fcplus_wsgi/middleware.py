@@ -515,7 +515,10 @@ class FCPlusMiddleware:
         try:
             done = self.flow.finish_login(params, browser_secret=browser, request_id=self._request_id(environ))
         except FlowError as exc:
-            page = self._error_page(environ, exc, exc.correlation_id or new_correlation_id(), retry=s.login_path)
+            # Retry the same login: back to the same page, at the same level (a refused step-up
+            # must not come back as a plain sign-in that the page would refuse again).
+            retry = self._login_url(exc.return_to, " ".join(exc.acr) or None) if exc.return_to else s.login_path
+            page = self._error_page(environ, exc, exc.correlation_id or new_correlation_id(), retry=retry)
             if spent is not None:
                 self._set_browser_cookie(page, spent)
             return page

@@ -551,3 +551,22 @@ def _include(config: Any) -> None:
     config.set_security_policy(FCPlusSecurityPolicy(principals_callback=callback))
     config.add_forbidden_view(fcplus_forbidden_view)
     _json_serialises_identity_views(config)
+    config.add_subscriber(_button_renderer_globals, "pyramid.events.BeforeRender")
+
+
+def _button_renderer_globals(event: Any) -> None:
+    """`fcplus_button(return_to, ...)` and `fcplus_button_styles(nonce)` in every template, so
+    Pyramid pages show the same official button (fcplus_wsgi.buttons) as the login page."""
+    from .buttons import button_styles, login_button
+
+    request = event.get("request")
+    if request is None or "fcplus_button" in event:
+        return
+
+    def fcplus_button(return_to: str = "/", platform: str | None = None, **options: Any) -> Markup:
+        active = request.environ.get(MIDDLEWARE_KEY)  # the filter's, when it wraps the app
+        mw = active if isinstance(active, FCPlusMiddleware) else _registration(request.registry).own
+        return login_button({MIDDLEWARE_KEY: mw}, return_to, platform, **options)
+
+    event["fcplus_button"] = fcplus_button
+    event["fcplus_button_styles"] = button_styles
