@@ -20,7 +20,7 @@ def _sqlite_read_cache(query: str) -> bool:
     name, eq, value = query.partition("=")
     if name != "read_cache" or not eq or value not in ("on", "off"):
         raise StoreError("the SQLite URL accepts one option, read_cache=on or read_cache=off "
-                         "(see docs/session-stores.md)")
+                         "(`fcplus-wsgi settings` describes session_store)")
     return value == "on"
 
 
@@ -43,4 +43,4 @@ def open_store(url: str, clock: Callable[[], float] = time.time) -> Store:
         return RedisStore(url)
     # The scheme only: the rest of a URL may hold a password.
     raise StoreError(f"the scheme {url.partition('://')[0]!r} is not supported; "
-                     "use memory://, sqlite:///PATH or redis://HOST (see docs/session-stores.md)")
+                     "use memory://, sqlite:///PATH or redis://HOST (`fcplus-wsgi settings` describes session_store)")
