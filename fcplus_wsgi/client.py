@@ -1,32 +1,45 @@
-"""Every server-to-server call to the provider, with timeouts, size caps and typed failures.
+"""Every server-to-server call to the provider: discovery, keys, token, userinfo, revocation.
 
-One pooled requests.Session; connect and read timeouts on every call; bodies read in
-chunks up to a cap so a hostile or broken provider cannot exhaust memory; retries only
-for idempotent GETs (discovery, JWKS). Transport trouble becomes a FlowError whose code
-says which kind, so users see "provider unavailable" and operators see why.
+Transport (deadline, size cap, TLS, retries) is `transport.Transport`; this module decides
+what to ask and what an answer means. Discovery and the JWKS are cached and fetched by one
+thread at a time without holding a lock across the network: the others keep using the copy
+they have, or, when there is none, wait for that one fetch (itself bounded by the deadline)
+and share its outcome. JWKS fetches are rate-limited from the last attempt, whatever its
+outcome, so a flood of tokens naming unknown keys, or a failing JWKS endpoint, costs at most
+one fetch per jwks_refresh_interval.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
-
-import requests
+from urllib.parse import quote, urlsplit
 
 from . import strictjson
 from .errors import FlowError, token_error, userinfo_error
 from .providers import GENERIC_WIRE, WireProfile
+from .settings import is_loopback_host
 from .tokens import ProviderKeys
+from .transport import HTTPResult, Transport, environ_ca_bundle, environ_proxies
+
+__all__ = ["HTTPResult", "Metadata", "ProviderClient", "endpoint_scheme_problem", "flow_correlation_id"]
 
 DISCOVERY_TTL = 3600.0
 JWKS_TTL = 3600.0
+# Past JWKS_TTL the keys are still used while a refresh runs or after one failed, for at most
+# this long; after that a login needs a successful fetch.
+JWKS_STALE_GRACE = 3600.0
 _REQUIRED_ENDPOINTS = ("authorization_endpoint", "token_endpoint", "jwks_uri")
+_OPTIONAL_ENDPOINTS = ("userinfo_endpoint", "end_session_endpoint", "revocation_endpoint")
+
+# The correlation id of the flow step a provider call is made for (set by Flow._step), so
+# the call's log event names the login it belongs to.
+flow_correlation_id: ContextVar[str] = ContextVar("fcplus_flow_correlation_id", default="")
 
 
 @dataclass(frozen=True)
@@ -44,17 +57,39 @@ class Metadata:
     raw: dict[str, Any]
 
 
-@dataclass(frozen=True)
-class HTTPResult:
-    status: int
-    content_type: str
-    body: bytes
-    headers: dict[str, str]
-
-
 # observe(endpoint, seconds, outcome[, reason]): outcome is "success", a transport error code,
 # or the HTTP status class (http_4xx, http_5xx); reason says why a JWKS fetch happened.
 Observer = Callable[..., None]
+
+
+def endpoint_scheme_problem(issuer: str, name: str, url: str) -> str | None:
+    """Why `url` may not serve as the provider's `name`, or None.
+
+    An https issuer's endpoints are all https: an http token endpoint would get the client
+    secret and the code in clear, an http jwks_uri would let anyone on the path swap the
+    keys. Plain http is only for a loopback development issuer, and only to loopback hosts.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        return f"{name} is not an absolute http(s) URL"
+    if parts.scheme == "https":
+        return None
+    if urlsplit(issuer).scheme == "https":
+        return f"{name} uses http:// although the issuer uses https://"
+    if not is_loopback_host(parts.hostname):
+        return f"{name} uses http:// on a non-loopback host"
+    return None
+
+
+class _Flight:
+    """One fetch in progress; callers that need its result wait for it and share it."""
+
+    __slots__ = ("done", "error", "value")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.value: Any = None
+        self.error: FlowError | None = None
 
 
 class ProviderClient:
@@ -62,83 +97,47 @@ class ProviderClient:
 
     def __init__(self, issuer: str, *, timeout: float = 10.0, ca_bundle: str | None = None,
                  max_bytes: int = 1 << 20, jwks_refresh_interval: float = 2.0,
-                 clock: Callable[[], float] = time.monotonic, session: requests.Session | None = None,
+                 clock: Callable[[], float] = time.monotonic,
                  observe: Observer | None = None, wire: WireProfile = GENERIC_WIRE) -> None:
         self.issuer = issuer
         # What the platform's token and revocation routes accept (providers.WireProfile).
         self.wire = wire
-        self.timeout = (min(timeout, 5.0), timeout)
-        self.verify: bool | str = ca_bundle or True
+        # The total time of one call: connect, TLS, sending, and every read, retries included.
+        self.timeout = timeout
+        # Proxy and CA variables are read once, here, for the issuer's host (as requests
+        # would on each call, at about 100 us of CPU each time).
+        self.verify: bool | str = ca_bundle or environ_ca_bundle() or True
         self.max_bytes = max_bytes
         self.jwks_refresh_interval = jwks_refresh_interval
         self._clock = clock
-        self._http = session or requests.Session()
-        self._http.headers["User-Agent"] = "fcplus-wsgi"
-        if session is None:
-            # requests re-reads proxy and CA variables from the environment on every call
-            # (about 100 us of CPU each); read them once here instead, for the issuer's host.
-            self._http.trust_env = False
-            self._http.proxies = requests.utils.get_environ_proxies(issuer)
-            if ca_bundle is None:
-                env_ca = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-                self.verify = env_ca or True
+        self.transport = Transport(deadline=timeout, max_bytes=max_bytes,
+                                   ca_bundle=self.verify if isinstance(self.verify, str) else None,
+                                   proxies=environ_proxies(issuer))
+        # Short holds only, never across network I/O.
         self._lock = threading.Lock()
-        self._jwks_lock = threading.Lock()
         self._metadata: Metadata | None = None
         self._metadata_at = 0.0
+        self._discovery_flight: _Flight | None = None
         self._keys: ProviderKeys | None = None
         self._keys_at = 0.0
+        self._jwks_tried_at: float | None = None
+        self._jwks_error: FlowError | None = None
+        self._jwks_flight: _Flight | None = None
         self._observe = observe or (lambda *args, **kwargs: None)
 
     # -- transport ----------------------------------------------------------------------------
-    def _request(self, endpoint: str, method: str, url: str, *, retries: int = 0, reason: str | None = None,
+    def _request(self, endpoint: str, method: str, url: str, *, retry: bool = False, reason: str | None = None,
                  **kwargs: Any) -> HTTPResult:
-        tag = {"reason": reason} if reason else {}  # on the final attempt only: one fetch, one count
-        attempt = 0
-        while True:
-            started = time.perf_counter()
-            try:
-                result = self._send(method, url, **kwargs)
-            except FlowError as exc:
-                retry = attempt < retries and exc.code in ("provider_unreachable", "provider_timeout")
-                self._observe(endpoint, time.perf_counter() - started, exc.code, **({} if retry else tag))
-                if retry:
-                    attempt += 1
-                    time.sleep(0.2 * attempt)
-                    continue
-                raise
-            outcome = "success" if result.status < 400 else f"http_{result.status // 100}xx"
-            self._observe(endpoint, time.perf_counter() - started, outcome, **tag)
-            return result
-
-    def _send(self, method: str, url: str, **kwargs: Any) -> HTTPResult:
+        tag = {"reason": reason} if reason else {}
+        started = time.perf_counter()
         try:
-            with self._http.request(method, url, timeout=self.timeout, verify=self.verify, stream=True,
-                                    allow_redirects=False, **kwargs) as resp:
-                declared = resp.headers.get("Content-Length")
-                if declared and declared.isdigit() and int(declared) > self.max_bytes:
-                    raise FlowError("provider_response_too_large", detail=f"{url}: Content-Length {declared}")
-                chunks, size = [], 0
-                for chunk in resp.iter_content(16384):
-                    size += len(chunk)
-                    if size > self.max_bytes:
-                        raise FlowError("provider_response_too_large", detail=f"{url}: over {self.max_bytes} bytes")
-                    chunks.append(chunk)
-                ctype = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
-                # Names lower-cased: HTTP header names are case-insensitive and servers and
-                # proxies spell them differently (waitress: Www-Authenticate; HTTP/2: lower case).
-                headers = {name.lower(): value for name, value in resp.headers.items()}
-                return HTTPResult(resp.status_code, ctype, b"".join(chunks), headers)
-        except FlowError:
+            result = self.transport.request(method, url, retry=retry, **kwargs)
+        except FlowError as exc:
+            self._observe(endpoint, time.perf_counter() - started, exc.code, **tag)
             raise
-        except requests.exceptions.SSLError:
-            raise FlowError("provider_tls_error", detail=url) from None
-        except requests.exceptions.Timeout:
-            raise FlowError("provider_timeout", detail=url) from None
-        except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError):
-            raise FlowError("provider_unreachable", detail=url) from None
-        except requests.exceptions.RequestException as exc:
-            raise FlowError("provider_unreachable", detail=f"{url}: {exc.__class__.__name__}") from None
+        outcome = "success" if result.status < 400 else f"http_{result.status // 100}xx"
+        self._observe(endpoint, time.perf_counter() - started, outcome, **tag)
+        return result
 
     @staticmethod
     def _json(result: HTTPResult, what: str) -> Any:
@@ -146,6 +145,15 @@ class ProviderClient:
             return strictjson.loads(result.body)
         except (ValueError, UnicodeDecodeError):
             raise FlowError("provider_bad_response", detail=f"{what}: body is not JSON") from None
+
+    def _await(self, flight: _Flight) -> Any:
+        """The outcome of another thread's fetch, waiting at most one deadline for it."""
+        if not flight.done.wait(self.timeout + 1.0):
+            raise FlowError("provider_timeout", detail="waiting for another call to the provider")
+        if flight.error is not None:
+            # A new exception per caller: the flow stamps its own correlation id on it.
+            raise FlowError(flight.error.code, detail=flight.error.detail)
+        return flight.value
 
     # -- discovery and keys -----------------------------------------------------------------------
     def metadata(self) -> Metadata:
@@ -155,21 +163,36 @@ class ProviderClient:
         if current is not None and now - self._metadata_at < DISCOVERY_TTL:
             return current
         with self._lock:
-            if self._metadata is not None and now - self._metadata_at < DISCOVERY_TTL:
-                return self._metadata
-            try:
-                fresh = self.fetch_metadata()
-            except FlowError:
-                if self._metadata is not None and self._metadata.issuer == self.issuer:
-                    self._metadata_at = now - DISCOVERY_TTL + 60  # retry within a minute
-                    return self._metadata
+            current = self._metadata
+            if current is not None and now - self._metadata_at < DISCOVERY_TTL:
+                return current
+            flight = self._discovery_flight
+            leader = flight is None
+            if flight is None:
+                flight = self._discovery_flight = _Flight()
+        if not leader:
+            return current if current is not None else self._await(flight)
+        try:
+            fresh = self.fetch_metadata()
+            with self._lock:
+                self._metadata, self._metadata_at = fresh, now
+        except FlowError as exc:
+            if current is None or current.issuer != self.issuer:
+                flight.error = exc
                 raise
-            self._metadata, self._metadata_at = fresh, now
-            return fresh
+            with self._lock:
+                self._metadata_at = now - DISCOVERY_TTL + 60  # keep the stale copy, retry within a minute
+            fresh = current
+        finally:
+            flight.value = self._metadata
+            with self._lock:
+                self._discovery_flight = None
+            flight.done.set()
+        return fresh
 
     def fetch_metadata(self) -> Metadata:
         url = self.issuer + "/.well-known/openid-configuration"
-        result = self._request("discovery", "GET", url, retries=1)
+        result = self._request("discovery", "GET", url, retry=True)
         if result.status != 200:
             raise FlowError("provider_http_error", detail=f"discovery HTTP {result.status}")
         doc = self._json(result, "discovery")
@@ -180,6 +203,13 @@ class ProviderClient:
         for name in _REQUIRED_ENDPOINTS:
             if not isinstance(doc.get(name), str) or not doc[name].startswith(("https://", "http://")):
                 raise FlowError("discovery_invalid", detail=f"discovery lacks {name}")
+        for name in _REQUIRED_ENDPOINTS + _OPTIONAL_ENDPOINTS:
+            value = doc.get(name)
+            if not isinstance(value, str) or not value.startswith(("https://", "http://")):
+                continue  # a required one was checked above; an unusable optional one is ignored
+            problem = endpoint_scheme_problem(self.issuer, name, value)
+            if problem is not None:
+                raise FlowError("discovery_invalid", detail=f"discovery: {problem}")
 
         def opt(name: str) -> str | None:
             value = doc.get(name)
@@ -196,39 +226,79 @@ class ProviderClient:
         )
 
     def keys(self) -> ProviderKeys:
+        """The provider's keys: cached for JWKS_TTL, then refreshed by one thread while the
+        others keep using them (for at most JWKS_STALE_GRACE more)."""
+        keys, fetched = self._keys, self._keys_at
         now = self._clock()
-        if self._keys is not None and now - self._keys_at < JWKS_TTL:
-            return self._keys
-        return self._refresh_keys(force=False)
+        if keys is not None and now - fetched < JWKS_TTL:
+            return keys
+        usable = keys if keys is not None and now - fetched < JWKS_TTL + JWKS_STALE_GRACE else None
+        fresh = self._fetch_keys("initial" if keys is None else "expired", usable)
+        if fresh is None:  # rate-limited with nothing usable: the last attempt's failure
+            error = self._jwks_error
+            raise FlowError(error.code if error else "provider_unreachable",
+                            detail="jwks: the last fetch failed moments ago; next attempt after jwks_refresh_interval")
+        return fresh
 
     def refresh_keys_for_unknown_kid(self) -> ProviderKeys | None:
-        """Refetch the JWKS after an unknown kid, at most once per jwks_refresh_interval.
+        """Refetch the JWKS after an unknown kid, at most once per jwks_refresh_interval
+        counted from the last attempt, successful or not.
 
         A flood of tokens with random kids must not become a flood of fetches: callers
-        arriving while another refetch runs wait for it; callers arriving too soon after
-        the last fetch get None and fail.
+        arriving while another fetch runs wait for it (at most one deadline) and share
+        its keys; callers arriving too soon after the last attempt get None and fail.
         """
-        if self._keys is not None and self._clock() - self._keys_at < self.jwks_refresh_interval:
-            return None
-        return self._refresh_keys(force=True)
+        return self._fetch_keys("unknown_kid", None)
 
-    def _refresh_keys(self, force: bool) -> ProviderKeys:
-        requested_at = self._clock()
-        with self._jwks_lock:
-            # Single flight: whoever waited on the lock while another fetch ran reuses it.
-            if self._keys is not None and (self._keys_at >= requested_at
-                                           or (not force and requested_at - self._keys_at < JWKS_TTL)):
-                return self._keys
-            reason = "unknown_kid" if force else "initial" if self._keys is None else "expired"
-            result = self._request("jwks", "GET", self.metadata().jwks_uri, retries=1, reason=reason)
-            if result.status != 200:
-                raise FlowError("provider_http_error", detail=f"jwks HTTP {result.status}")
+    def _fetch_keys(self, reason: str, usable: ProviderKeys | None) -> ProviderKeys | None:
+        """Fetch the JWKS, or join the fetch in flight. Returns `usable` (the current keys)
+        instead of waiting when there is one, and `usable` or None when rate-limited."""
+        now = self._clock()
+        with self._lock:
+            flight = self._jwks_flight
+            leader = False
+            if flight is None:
+                tried = self._jwks_tried_at
+                if tried is not None and now - tried < self.jwks_refresh_interval:
+                    return usable
+                flight = self._jwks_flight = _Flight()
+                self._jwks_tried_at = now
+                leader = True
+        if not leader:
+            if usable is not None:
+                return usable
             try:
-                keys = ProviderKeys.from_jwks(self._json(result, "jwks"))
-            except ValueError:
-                raise FlowError("provider_bad_response", detail="jwks is not a JWK Set") from None
-            self._keys, self._keys_at = keys, self._clock()
-            return keys
+                return self._await(flight)
+            except FlowError:
+                if reason == "unknown_kid":
+                    return None
+                raise
+        try:
+            keys = self._download_keys(reason)
+            with self._lock:
+                self._keys, self._keys_at, self._jwks_error = keys, self._clock(), None
+            flight.value = keys
+        except FlowError as exc:
+            flight.error = exc
+            with self._lock:
+                self._jwks_error = exc
+            if usable is not None:
+                return usable
+            raise
+        finally:
+            with self._lock:
+                self._jwks_flight = None
+            flight.done.set()
+        return keys
+
+    def _download_keys(self, reason: str) -> ProviderKeys:
+        result = self._request("jwks", "GET", self.metadata().jwks_uri, retry=True, reason=reason)
+        if result.status != 200:
+            raise FlowError("provider_http_error", detail=f"jwks HTTP {result.status}")
+        try:
+            return ProviderKeys.from_jwks(self._json(result, "jwks"))
+        except ValueError:
+            raise FlowError("provider_bad_response", detail="jwks is not a JWK Set") from None
 
     # -- flow calls ---------------------------------------------------------------------------------
     def exchange_code(self, *, code: str, redirect_uri: str, client_id: str, client_secret: str,
@@ -238,7 +308,7 @@ class ProviderClient:
         if code_verifier:
             data["code_verifier"] = code_verifier
         self.wire.check("token", data)
-        result = self._request("token", "POST", self.metadata().token_endpoint, data=data, auth=auth,
+        result = self._request("token", "POST", self.metadata().token_endpoint, form=data, basic_auth=auth,
                                headers={"Accept": "application/json"})
         if result.status in (400, 401) and result.content_type == "application/json":
             body = self._json(result, "token error")
@@ -292,7 +362,7 @@ class ProviderClient:
             data["token_type_hint"] = "access_token"
         auth = self._client_auth(data, client_id, client_secret, auth_method)
         self.wire.check("revocation", data)
-        return self._request("revocation", "POST", endpoint, data=data, auth=auth).status
+        return self._request("revocation", "POST", endpoint, form=data, basic_auth=auth).status
 
     @staticmethod
     def _client_auth(data: dict[str, str], client_id: str, client_secret: str,
@@ -306,7 +376,7 @@ class ProviderClient:
         return None
 
     def close(self) -> None:
-        self._http.close()
+        self.transport.close()
 
 
 def _bearer_error(header: str) -> str | None:

@@ -12,14 +12,13 @@ def test_proxy_from_environment_is_read_once(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
     client = ProviderClient("https://op.example/api/v2")
-    assert client._http.trust_env is False
-    assert client._http.proxies.get("https") == "http://proxy.internal:3128"
+    assert client.transport.proxies.get("https") == "http://proxy.internal:3128"
 
 
 def test_no_proxy_is_honoured_for_the_issuer(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
     monkeypatch.setenv("NO_PROXY", "op.example")
-    assert ProviderClient("https://op.example/api/v2")._http.proxies == {}
+    assert ProviderClient("https://op.example/api/v2").transport.proxies == {}
 
 
 def test_ca_bundle_setting_wins_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
