@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 
 from . import strictjson
 from .authorize import authorization_params, authorization_url, new_code_verifier, s256_challenge
-from .client import ProviderClient
+from .client import ProviderClient, flow_correlation_id
 from .errors import FlowError, authorization_error
 from .events import EventBus, FlowEvent
 from .identity import Identity
@@ -167,6 +167,8 @@ class Flow:
     @contextmanager
     def _step(self, step: str, cid: str, request_id: str | None) -> Iterator[None]:
         started = time.perf_counter()
+        # Provider calls made inside the step log this correlation id (client.flow_correlation_id).
+        outer = flow_correlation_id.set(cid)
         try:
             yield
         except FlowError as exc:
@@ -179,6 +181,8 @@ class Flow:
             err.correlation_id = cid
             self._emit(step, "failure", cid, request_id, started=started, error=err)
             raise err from None
+        finally:
+            flow_correlation_id.reset(outer)
         self._emit(step, "success", cid, request_id, started=started)
 
     # -- login ----------------------------------------------------------------------------------
