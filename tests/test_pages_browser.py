@@ -263,9 +263,10 @@ WIDE = 1280
 def shots(request: pytest.FixtureRequest) -> Path:
     """One folder for the demo's screenshots, printed so a developer can open it."""
     folder = Path(tempfile.mkdtemp(prefix="fcplus-wsgi-screenshots-"))
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(f"screenshots of the demo's pages: {folder}")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if capture is not None:
+        with capture.global_and_fixture_disabled():
+            print(f"\nscreenshots of the demo's pages (320 and 1280 px): {folder}", flush=True)
     return folder
 
 
