@@ -91,7 +91,7 @@ _READ: dict[str, Callable[[Settings], Any]] = {
 
 def show(value: Any) -> str:
     """One value as an operator writes it in an ini file."""
-    if value is None or value == () or value == "":
+    if value is None or (isinstance(value, (tuple, list, str)) and not value):
         return "none"
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -140,7 +140,23 @@ def settings_markdown() -> str:
             lines += ["", f"## {sec}", "", "| key | default | meaning |", "|---|---|---|"]
         cells = (f"`{key}`", default, meaning)
         lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
-    return "\n".join(lines).lstrip("\n") + "\n"
+    return "\n".join(lines).lstrip("\n") + "\n\n" + presets_markdown()
+
+
+def presets_markdown() -> str:
+    """Each preset's values, from the same data `fcplus-wsgi presets --json` prints."""
+    from .providers import GENERIC, PRESETS, describe_preset
+
+    columns = ("issuer", "scopes", "acr_values", "acr_values_allowed", "id_token_signing_algs", "require_encryption",
+               "encryption_algs", "subject_type", "pkce", "token_endpoint_auth_method")
+    lines = ["## Presets", "",
+             "What each `provider` value sets (`fcplus-wsgi presets` prints these and the wire profile).", "",
+             "| preset | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for preset in (*PRESETS.values(), GENERIC):
+        data = describe_preset(preset)
+        cells = [f"`{data['name']}`"] + [f"`{show(data[c])}`" if show(data[c]) != "none" else "none" for c in columns]
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def settings_text() -> str:

@@ -321,3 +321,20 @@ def test_demo_help_documents_its_options_and_port_variables() -> None:
                          capture_output=True, text=True, timeout=60, check=False,
                          env={**os.environ, "FCPLUS_DEMO_PORT": "eighty"})
     assert bad.returncode == 2 and "not a port number" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_output_cut_short_by_head_is_not_an_error(tmp_path: Path) -> None:
+    """`fcplus-wsgi keys public FILE | head -1`: the reader leaves early; no BrokenPipeError.
+
+    The reading end is closed before the command has written anything (Python starts in far
+    more than the time this takes), so every write meets a closed pipe, as behind `head`."""
+    keys = tmp_path / "keys.json"
+    assert run("keys", "generate", "--out", str(keys)).returncode == 0
+    for command in (["keys", "public", str(keys)], ["presets"], ["settings"]):
+        proc = subprocess.Popen([sys.executable, "-m", "fcplus_wsgi.cli", *command], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()
+        stderr = proc.stderr.read().decode()
+        proc.wait(timeout=60)
+        assert stderr == "" and proc.returncode == 0, (command, stderr)
