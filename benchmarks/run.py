@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SECTIONS = ("overhead", "throughput", "login", "e2e", "scale")
+SECTIONS = ("overhead", "throughput", "login", "e2e", "scale", "load")
+# Run only when asked for (`--only load`): minutes of load in --full.
+ON_REQUEST = ("load",)
 
 # quick: a smoke run (seconds); default: a few minutes; full: the figures of docs/benchmarks.md.
 MODES: dict[str, dict[str, Any]] = {
@@ -97,7 +99,8 @@ def parser() -> argparse.ArgumentParser:
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="a smoke run: tiny counts, a few seconds")
     mode.add_argument("--full", action="store_true", help="the documented run: longer, up to 10^6 sessions")
-    p.add_argument("--only", type=_list, default=list(SECTIONS), help=f"sections, comma-separated: {','.join(SECTIONS)}")
+    p.add_argument("--only", type=_list, default=[s for s in SECTIONS if s not in ON_REQUEST],
+                   help=f"sections, comma-separated: {','.join(SECTIONS)} ({','.join(ON_REQUEST)} only when named)")
     p.add_argument("--stores", type=_list, help="stores for parts 1, 2 and 5: memory,sqlite,redis")
     p.add_argument("--sizes", type=_sizes, help="stored-session counts for part 5, e.g. 1e3,1e5,1e6")
     p.add_argument("--servers", type=_list, help="servers for part 2: waitress,gunicorn")
@@ -118,9 +121,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _modules() -> dict[str, Any]:
-    from benchmarks import e2e, login_cpu, overhead, scale, throughput
+    from benchmarks import e2e, load, login_cpu, overhead, scale, throughput
 
-    return {"overhead": overhead, "throughput": throughput, "login": login_cpu, "e2e": e2e, "scale": scale}
+    return {"overhead": overhead, "throughput": throughput, "login": login_cpu, "e2e": e2e, "scale": scale,
+            "load": load}
 
 
 def report_machine(data: dict[str, Any], out: Callable[[str], None]) -> None:
