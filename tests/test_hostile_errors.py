@@ -9,7 +9,9 @@ assert_refused, and that what the provider said is shown escaped and capped, nev
 
 from __future__ import annotations
 
+import base64
 import html
+import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,11 +28,13 @@ from tests.support.evil_provider import (
     Grant,
     assert_refused,
     closed_port_url,
+    encrypt,
     evil_stack,
     json_response,
     raw_response,
     reset_server,
     self_signed_cert,
+    sign_raw,
     streamed_response,
 )
 
@@ -310,3 +314,145 @@ def test_every_catalogue_entry_has_a_4xx_or_5xx_status_and_both_languages() -> N
         if spec.category is Category.PROVIDER_UNAVAILABLE:
             assert spec.status in (502, 503, 504), spec.code
 
+
+
+# -- hostile input families: depth, size, encoding, types ----------------------------------------------
+# A valid signature over content that breaks a later step (a second parser, the session seal,
+# an ASCII-only hash) once ended on the generic internal_error page. Each family below ends
+# on its own catalogue entry instead.
+
+@pytest.fixture
+def roomy(tmp_path: Path) -> Iterator[EvilStack]:
+    """The default response cap (the `stack` fixture's 8 KiB is for the transport tests)."""
+    with evil_stack(tmp_path) as s:
+        yield s
+
+
+def _nested(depth: int) -> str:
+    """JSON text nested `depth` arrays deep (Python's json cannot write 1,000 levels)."""
+    return "[" * depth + "]" * depth
+
+
+def _claims_json(claims: dict[str, Any], extra: str) -> bytes:
+    return (json.dumps(claims)[:-1] + ", " + extra + "}").encode()
+
+
+def _wrapped(p: Any, payload: bytes, header: str | None = None, *, encrypted: bool = True) -> str:
+    signed = sign_raw(payload, p.signing_key, p.alg, header)
+    return encrypt(signed, p.client_key("RSA-OAEP")) if encrypted else signed
+
+
+@pytest.mark.parametrize("depth", [33, 300, 1010])
+def test_an_id_token_claim_nested_deep_is_refused(stack: EvilStack, depth: int) -> None:
+    """Signed and encrypted correctly; orjson would read it and then fail to seal the session."""
+    p = stack.provider
+    p.id_token_factory = lambda grant, claims: _wrapped(p, _claims_json(claims, '"deep": ' + _nested(depth)))
+    refused_login(stack, "id_token_claims_invalid")
+
+
+@pytest.mark.parametrize("depth", [33, 1010])
+def test_a_jws_header_nested_deep_is_refused(roomy: EvilStack, depth: int) -> None:
+    stack = roomy
+    p = stack.provider
+    header = json.dumps({"alg": p.alg, "kid": p.signing_key.get("kid")})[:-1] + ', "x": ' + _nested(depth) + "}"
+    p.id_token_factory = lambda grant, claims: _wrapped(p, json.dumps(claims).encode(), header)
+    refused_login(stack, "id_token_malformed")
+
+
+def test_a_jwe_header_nested_deep_is_refused(stack: EvilStack) -> None:
+    p = stack.provider
+    deep = '{"alg":"RSA-OAEP","enc":"A256GCM","x":' + _nested(1010) + "}"
+    head = base64.urlsafe_b64encode(deep.encode()).rstrip(b"=").decode()
+    p.id_token_factory = lambda grant, claims: head + ".AA.AAAAAAAAAAAAAAAA.AA.AAAAAAAAAAAAAAAAAAAAAA"
+    refused_login(stack, "id_token_malformed")
+
+
+@pytest.mark.parametrize("depth", [33, 300])
+def test_a_userinfo_claim_nested_deep_is_refused(stack: EvilStack, depth: int) -> None:
+    p = stack.provider
+    p.userinfo_factory = lambda grant, claims: raw_response(
+        _wrapped(p, _claims_json(claims, '"deep": ' + _nested(depth))).encode(), "application/jwt")
+    refused_login(stack, "userinfo_malformed")
+
+
+def test_a_plain_json_userinfo_nested_deep_is_refused(tmp_path: Path) -> None:
+    with evil_stack(tmp_path, mode="plain") as plain:
+        p = plain.provider
+        p.userinfo_factory = lambda grant, claims: raw_response(
+            _claims_json(claims, '"deep": ' + _nested(300)), "application/json")
+        refused_login(plain, "userinfo_malformed")
+
+
+def test_claims_nested_within_the_limit_are_accepted(stack: EvilStack) -> None:
+    """The twin: an address-like claim a few levels deep signs in."""
+    p = stack.provider
+    p.userinfo_claims = {"address": {"formatted": "1 rue X", "parts": [[["75107"]]]}}
+    browser = stack.browser()
+    assert browser.login().status_code == 303
+
+
+@pytest.mark.parametrize("access_token", ["accès", "a b", "tok\x7f", "a" * 8193, "", "<script>"],
+                         ids=["non-ascii", "space", "del", "8193-chars", "empty", "markup"])
+def test_an_access_token_that_is_not_a_b64token_is_refused(roomy: EvilStack, access_token: str) -> None:
+    """at_hash hashes ASCII, the token goes into an Authorization header and the session."""
+    stack = roomy
+    p = stack.provider
+    p.token_handler = lambda request, grant: json_response(p.token_body(grant, access_token=access_token))  # type: ignore[arg-type]
+    refused_login(stack, "provider_bad_response")
+    assert p.hits.get("/userinfo") is None
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("access_token", ["a"]), ("access_token", {"a": 1}), ("access_token", None), ("access_token", True),
+    ("id_token", {"alg": "none"}), ("id_token", ["a.b.c"]), ("token_type", ["Bearer"]), ("token_type", 1),
+])
+def test_token_response_members_of_the_wrong_type(stack: EvilStack, field: str, value: Any) -> None:
+    p = stack.provider
+    p.token_handler = lambda request, grant: json_response(p.token_body(grant, **{field: value}))  # type: ignore[arg-type]
+    refused_login(stack, "id_token_missing" if field == "id_token" else "provider_bad_response")
+
+
+@pytest.mark.parametrize(("payload", "code"), [
+    (b'\xff\xfe{"sub": 1}', "id_token_claims_invalid"),             # not UTF-8
+    (b'\xef\xbb\xbf{"sub": "a"}', "id_token_claims_invalid"),       # byte order mark
+    (b'{"sub": "\\ud800"}', "id_token_claims_invalid"),              # lone surrogate
+    (b'{"exp": 1e999}', "id_token_claims_invalid"),                  # infinity
+    (b'"a string"', "id_token_claims_invalid"),                      # not an object
+])
+def test_id_token_payloads_in_a_bad_encoding_are_refused(stack: EvilStack, payload: bytes, code: str) -> None:
+    p = stack.provider
+    p.id_token_factory = lambda grant, claims: _wrapped(p, payload)
+    refused_login(stack, code)
+
+
+def test_an_id_token_over_64_kib_is_refused(roomy: EvilStack) -> None:
+    stack = roomy
+    p = stack.provider
+    p.id_token_factory = lambda grant, claims: p.wrap({**claims, "pad": "x" * 70_000})
+    refused_login(stack, "id_token_malformed")
+
+
+@pytest.mark.parametrize("body", [b"eyJ\xc3\xa9.x.y", b"\x00" * 40, "é.é.é".encode()])
+def test_a_userinfo_jwt_that_is_not_ascii_is_refused(stack: EvilStack, body: bytes) -> None:
+    stack.provider.userinfo_factory = lambda grant, claims: raw_response(body, "application/jwt")
+    refused_login(stack, "userinfo_malformed")
+
+
+@pytest.mark.parametrize("claims", [
+    {"sub": "é" * 10}, {"sub": "a\nb"}, {"sub": ["a"]}, {"sub": {"a": 1}}, {"aud": {"x": 1}}, {"acr": {"a": 1}},
+    {"nonce": 5}, {"iss": ["x"]}, {"exp": {"a": 1}}, {"at_hash": ["x"]}, {"azp": 1},
+])
+def test_id_token_claims_of_the_wrong_type_are_refused_by_their_check(stack: EvilStack,
+                                                                      claims: dict[str, Any]) -> None:
+    name = next(iter(claims))
+    code = {"aud": "id_token_audience", "azp": "id_token_audience", "acr": "acr_insufficient",
+            "nonce": "id_token_nonce", "iss": "id_token_issuer"}.get(name, "id_token_claims_invalid")
+    stack.provider.id_claims = claims
+    refused_login(stack, code)
+
+
+def test_a_del_character_in_the_code_is_refused(stack: EvilStack) -> None:
+    browser = stack.browser()
+    callback = browser.authorize(browser.start())
+    page = browser.get(callback.replace("code=", "code=%7F", 1))
+    assert_refused(stack, browser, page, "callback_malformed")

@@ -39,6 +39,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 import requests
 from jwcrypto import jwe, jwk, jws
+from jwcrypto.jws import JWSCore
 from webob import Request, Response
 
 from fcplus_wsgi import FCPlusMiddleware
@@ -133,6 +134,18 @@ def sign(claims: Any, key: jwk.JWK, alg: str, *, kid: str | bool = True,
     token.allowed_algs = [alg]
     token.add_signature(key, alg=alg, protected=json.dumps(header))
     return str(token.serialize(compact=True))
+
+
+def sign_raw(payload: bytes, key: jwk.JWK, alg: str, header: dict[str, Any] | str | None = None) -> str:
+    """A compact JWS over exact payload bytes with an exact header (a dict, or JSON text for
+    what Python's json cannot write, such as 1,000 levels of nesting), signed for real."""
+    protected = header if isinstance(header, str) else json.dumps(header or {"alg": alg, "kid": key.get("kid")})
+    head = b64url(protected.encode())
+    signing_input = f"{head}.{b64url(payload)}".encode()
+    # jwcrypto's engine for alg signs the exact bytes; the header stays verbatim (jwcrypto
+    # would parse it, and Python's json gives up at about 1,000 levels).
+    signature = JWSCore(alg, key, json.dumps({"alg": alg}), payload).engine.sign(key, signing_input)
+    return f"{head}.{b64url(payload)}.{b64url(signature)}"
 
 
 def unsigned(claims: Any) -> str:
