@@ -28,6 +28,7 @@ from tests.support.redis_server import (
     SKIP_REASON,
     RedisServer,
     redis_available,
+    redis_cluster,
     redis_cluster_node,
     redis_sentinel,
     redis_server,
@@ -626,3 +627,28 @@ def test_middleware_survives_redis_restart(tmp_path: Path) -> None:
         again = browser.get("/private/page")
         assert again.status_code == 200 and again.json()["sub"] == sub
         assert stack.browser().sign_in("/private/other").status_code == 200  # new logins work again
+
+
+@needs_redis
+def test_cluster_failover_of_a_master_is_followed_without_a_restart(tmp_path: Path) -> None:
+    """Three masters and a replica of the first; the first master is killed, the cluster
+    promotes its replica, and the same store object serves the replicated entries and takes
+    writes again, every slot included, with no restart and the same URL."""
+    with redis_cluster(tmp_path / "cluster") as nodes:
+        first, replica = nodes[0], nodes[-1]
+        store = open_store(f"redis+cluster://127.0.0.1:{first.port},127.0.0.1:{nodes[1].port}?timeout=0.5")
+        keys = [f"s:{n}" for n in range(60)]  # spread over the three masters' slots
+        for key in keys:
+            store.put(key, key.encode(), 600)
+        assert first.client().execute_command("WAIT", 1, 5000) == 1  # replicated before the crash
+        first.kill()
+        deadline = time.monotonic() + 30
+        while replica.client().info("replication")["role"] != "master" or \
+                b"cluster_state:ok" not in replica.client().execute_command("CLUSTER", "INFO"):
+            assert time.monotonic() < deadline, "the cluster never promoted the replica"
+            time.sleep(0.1)
+        # The fault has cleared: the very next operations succeed.
+        assert [store.get(key) for key in keys] == [key.encode() for key in keys]
+        for key in keys:
+            store.put(key, b"after", 600)
+        assert {store.take(key) for key in keys} == {b"after"}

@@ -232,3 +232,52 @@ def redis_cluster_node(workdir: Path, extra: Sequence[str] = ()) -> Iterator[Red
         yield node
     finally:
         node.kill()
+
+
+@contextmanager
+def redis_cluster(workdir: Path, masters: int = 3) -> Iterator[list[RedisServer]]:
+    """A Redis Cluster of `masters` masters sharing the 16384 slots, plus one replica of the
+    first master, so that killing that master makes the cluster promote the replica (node
+    timeout 1 s). Yields [masters..., replica]."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    nodes: list[RedisServer] = []
+    buses: list[int] = []
+    try:
+        for index in range(masters + 1):
+            folder = workdir / f"node{index}"
+            folder.mkdir(exist_ok=True)
+            port, bus = free_port(), free_port()
+            buses.append(bus)
+            node = RedisServer(folder, port, [
+                *_base_lines(folder, port, False, None, None), "cluster-enabled yes",
+                f"cluster-config-file {folder / 'nodes.conf'}", f"cluster-port {bus}", "cluster-node-timeout 1000",
+                "cluster-replica-validity-factor 0", "repl-diskless-sync-delay 0"])
+            node.start()
+            nodes.append(node)
+        clients = [node.client() for node in nodes]
+        for client in clients[1:]:
+            client.execute_command("CLUSTER", "MEET", "127.0.0.1", nodes[0].port, buses[0])
+        share = 16384 // masters
+        for index, client in enumerate(clients[:masters]):
+            last = 16383 if index == masters - 1 else (index + 1) * share - 1
+            client.execute_command("CLUSTER", "ADDSLOTSRANGE", index * share, last)
+        first_id = clients[0].execute_command("CLUSTER", "MYID")
+        first_id = first_id.decode() if isinstance(first_id, bytes) else first_id
+        deadline = time.monotonic() + 20
+        while True:  # the replica can follow the first master once every node knows it
+            try:
+                clients[-1].execute_command("CLUSTER", "REPLICATE", first_id)
+                break
+            except redis.ResponseError:
+                assert time.monotonic() < deadline, "the replica never learned of its master"
+                time.sleep(0.05)
+        while not (all(b"cluster_state:ok" in c.execute_command("CLUSTER", "INFO") for c in clients)
+                   and clients[0].info("replication").get("connected_slaves") == 1):
+            assert time.monotonic() < deadline, "the cluster never reached cluster_state:ok with its replica"
+            time.sleep(0.05)
+        for client in clients:
+            client.close()
+        yield nodes
+    finally:
+        for node in nodes:
+            node.kill()
