@@ -26,7 +26,7 @@ _PAGE = """<!doctype html>
 </head><body>
 <a class="skip" href="#contenu">Aller au contenu</a>
 <header class="site"><div class="wrap"><p class="service"><a href="/">Démo fcplus-wsgi</a></p>
-<p class="tagline">Service de démonstration de la connexion {platform}</p></div></header>
+<p class="tagline">Service de démonstration de la connexion {platform}</p>{account}</div></header>
 <p class="notice"><span class="wrap">Démonstration : les identités viennent d'un fournisseur de développement local,
 aucune donnée réelle n'est utilisée.</span></p>
 <main id="contenu" class="wrap">{body}</main>
@@ -101,7 +101,16 @@ def demo_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Ite
             status = "200 OK"
     else:
         body, status, title = "<h1>Page introuvable</h1><p><a href='/'>Accueil</a></p>", "404 Not Found", "Introuvable"
-    page = _PAGE.format(title=title, body=body, platform=html.escape(platform), provider=html.escape(provider))
+    # Signed in or not, said on every page, with the way to the profile and out (a
+    # qualification item: the user sees at once that they are signed in).
+    if user:
+        who = " ".join(str(user.claims.get(k, "")) for k in ("given_name", "family_name", "usual_name")).strip()
+        account = (f"<p class='account'>Connecté·e : <a href='/private/'>{html.escape(who or 'mon identité')}</a>"
+                   f" · <a href='{html.escape(logout_url(environ))}'>Se déconnecter</a></p>")
+    else:
+        account = "<p class='account'>Non connecté·e</p>"
+    page = _PAGE.format(title=title, body=body, platform=html.escape(platform), provider=html.escape(provider),
+                        account=account)
     data = page.encode()
     start_response(status, [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(data))),
                             *_HEADERS])

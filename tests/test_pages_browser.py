@@ -326,10 +326,12 @@ def test_demo_sign_in_claims_and_logout(browser: WebDriver, demo: str, shots: Pa
     WebDriverWait(browser, 10).until(lambda d: d.current_url == demo + "/private/")
     claims = browser.find_element(By.ID, "claims").text
     assert "MARTIN" in claims and "eidas3" in browser.find_element(By.TAG_NAME, "main").text
+    assert browser.find_element(By.CSS_SELECTOR, ".account").text.startswith("Connecté·e : Marie")
     check_both_widths(browser, shots, "demo-claims")  # was 740 px wide on a phone
     browser.find_element(By.ID, "logout").click()  # a same-origin link: no confirmation asked
     WebDriverWait(browser, 10).until(lambda d: d.current_url == demo + "/")
     assert browser.find_elements(By.CSS_SELECTOR, "a.fcw-connect")  # signed out: the login is asked again
+    assert browser.find_element(By.CSS_SELECTOR, ".account").text == "Non connecté·e"
     browser.get(demo + "/private/")
     WebDriverWait(browser, 10).until(expected_conditions.element_to_be_clickable((By.CSS_SELECTOR, "button.accept")))
 
