@@ -67,6 +67,7 @@ class CheckedConfig:
 
     def __init__(self, section: str, raw: dict[str, str], pyramid: bool, problems: list[str]) -> None:
         self.section, self.raw, self.pyramid, self.problems = section, raw, pyramid, problems
+        self.warnings: list[str] = []
 
 
 def _ini_parser(path: str) -> configparser.ConfigParser:
@@ -128,8 +129,15 @@ def read_check_config(path: str, section: str | None) -> CheckedConfig:
         chosen = (filters or apps)[0]
     items = _section_items(parser, path, chosen)
     if is_filter(chosen) or not is_pyramid(chosen):
-        return CheckedConfig(chosen, items, pyramid=False, problems=[])
-    return _pyramid_config(path, chosen, items, parser, is_filter)
+        found = CheckedConfig(chosen, items, pyramid=False, problems=[])
+    else:
+        found = _pyramid_config(path, chosen, items, parser, is_filter)
+    if not any(name.startswith("server:") for name in parser.sections()):
+        # Not a problem for gunicorn --paste or uwsgi, which bring their own server.
+        found.warnings.append(f"{path} has no [server:main] section, which `pserve {Path(path).name}` needs; add "
+                              "one (use = egg:waitress#main, listen = 127.0.0.1:6543), unless another server "
+                              "loads the ini.")
+    return found
 
 
 def _pyramid_config(path: str, section: str, items: dict[str, str], parser: configparser.ConfigParser,
@@ -317,7 +325,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     # `check` prints the key-file warnings itself; the library's log line would say it twice.
     logging.getLogger("fcplus_wsgi").addHandler(logging.NullHandler())
     logging.getLogger("fcplus_wsgi").propagate = False
-    warnings: list[str] = []
+    warnings: list[str] = list(found.warnings)
     problems = found.problems + run_checks(found.raw, warnings)
     if found.pyramid:  # name the keys as the operator wrote them
         problems = [_pyramid_spelling(p, found.raw) for p in problems]

@@ -48,7 +48,7 @@ def test_keys_public_refuses_bad_files(tmp_path: Path) -> None:
     assert result.returncode == 2 and "no private part" in result.stderr
 
 
-def _ini(tmp_path: Path, issuer: str, **extra: str) -> Path:
+def _ini(tmp_path: Path, issuer: str, serverless: bool = False, **extra: str) -> Path:
     keys = tmp_path / "keys.json"
     if not keys.exists():
         assert run("keys", "generate", "--out", str(keys)).returncode == 0
@@ -59,7 +59,8 @@ def _ini(tmp_path: Path, issuer: str, **extra: str) -> Path:
         "keys_file": "%(here)s/keys.json", "cookie_secure": "false", "session_store": "memory://", **extra,
     }
     ini = tmp_path / "app.ini"
-    ini.write_text("[filter:fcplus]\n" + "".join(f"{k} = {v}\n" for k, v in body.items()))
+    ini.write_text("[filter:fcplus]\n" + "".join(f"{k} = {v}\n" for k, v in body.items())
+                   + ("" if serverless else "\n[server:main]\nuse = egg:waitress#main\n"))
     return ini
 
 
@@ -221,7 +222,7 @@ def test_check_warns_on_a_key_file_others_can_read(tmp_path: Path) -> None:
         provider = make_app(DevProviderConfig(issuer=base + "/api/v2", clients=[ClientConfig(
             client_id="cli-client", client_secret="s" * 40, redirect_uris=["http://127.0.0.1:8000/oidc/callback"],
             post_logout_redirect_uris=[], jwks_uri="http://127.0.0.1:8000/oidc/jwks.json")]))
-        ini = _ini(tmp_path, base + "/api/v2")
+        ini = _ini(tmp_path, base + "/api/v2", serverless=True)
         keys = tmp_path / "keys.json"
         keys.chmod(0o644)
         loose = run("check", str(ini))
@@ -229,7 +230,9 @@ def test_check_warns_on_a_key_file_others_can_read(tmp_path: Path) -> None:
         assert f"WARNING: keys_file {keys} is readable by group or others (mode 0644)" in loose.stdout
         assert f"chmod 600 {keys}" in loose.stdout  # ...but said, with its fix
         keys.chmod(0o600)
-        assert "WARNING" not in run("check", str(ini)).stdout
+        serverless = run("check", str(ini)).stdout
+        assert serverless.startswith(f"WARNING: {ini} has no [server:main] section, which `pserve app.ini` needs")
+        assert "WARNING" not in run("check", str(_ini(tmp_path, base + "/api/v2"))).stdout
 
 
 PYRAMID_INI = """\
@@ -282,7 +285,7 @@ def test_check_reads_a_pyramid_app_and_reports_every_problem(tmp_path: Path) -> 
 
 def test_check_refuses_inline_comments_and_prefixed_keys_with_the_fix(tmp_path: Path) -> None:
     ini = tmp_path / "app.ini"
-    _ini(tmp_path, "http://127.0.0.1:9/api/v2")
+    _ini(tmp_path, "http://127.0.0.1:9/api/v2", serverless=True)
     text = (tmp_path / "app.ini").read_text().replace(
         "provider = fcplus-integration", "provider = fcplus-integration            ; or fcplus-production")
     ini.write_text(text + "fcplus.cookie_secure = false\n_private = x\ncookie_secur = false\n")
