@@ -8,7 +8,8 @@ the letter, so every page of a service shows the same, qualifiable button:
 
 - plain WSGI: `login_button(environ, ...)` returns safe HTML, `button_styles(nonce)` its CSS;
 - Jinja2: `install_jinja(env)` adds the `fcplus_button` and `fcplus_button_styles` globals,
-  and `fcplus_wsgi/templates/fcplus_buttons.html` holds the `connect_button` macro;
+  and `fcplus_wsgi/templates/fcplus_buttons.html` (`jinja_loader()`) holds the
+  `connect_button` macro they and the login page render;
 - Pyramid: `fcplus_button(...)` and `fcplus_button_styles(...)` in every renderer's globals.
 
 The logo is the platform's own drawing (static/*-logo.svg, from the DSFR, Licence Ouverte
@@ -32,8 +33,8 @@ from markupsafe import Markup
 
 from .links import _settings, build_login_url
 
-__all__ = ["PLATFORMS", "UnknownPlatformError", "button_css", "button_html", "button_styles", "install_jinja",
-           "login_button", "platform_for", "resolve_platform"]
+__all__ = ["PLATFORMS", "UnknownPlatformError", "button_context", "button_css", "button_html", "button_styles",
+           "install_jinja", "jinja_loader", "login_button", "platform_for", "resolve_platform"]
 
 
 @dataclass(frozen=True)
@@ -112,8 +113,7 @@ def _logo(name: str) -> Markup:
 
 @lru_cache(maxsize=1)
 def _env() -> Environment:
-    return Environment(loader=PackageLoader("fcplus_wsgi", "templates"), autoescape=select_autoescape(default=True),
-                       auto_reload=False)
+    return Environment(loader=jinja_loader(), autoescape=select_autoescape(default=True), auto_reload=False)
 
 
 def button_context(platform: str, href: str, *, lang: str = "fr", theme: str = "light",
@@ -187,3 +187,12 @@ def install_jinja(env: Environment) -> None:
     env.globals["fcplus_button"] = login_button
     env.globals["fcplus_button_html"] = button_html
     env.globals["fcplus_button_styles"] = button_styles
+    # For templates that call the macro themselves ({% from "fcplus_buttons.html" import
+    # connect_button %}, with jinja_loader() in the environment's loaders).
+    env.globals["fcplus_button_context"] = button_context
+
+
+def jinja_loader() -> PackageLoader:
+    """The loader of fcplus_wsgi's templates, for an app's ChoiceLoader, so its templates can
+    import the `connect_button` macro from "fcplus_buttons.html"."""
+    return PackageLoader("fcplus_wsgi", "templates")

@@ -19,9 +19,9 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from jinja2 import DictLoader, Environment
+from jinja2 import ChoiceLoader, DictLoader, Environment
 
-from fcplus_wsgi.buttons import UnknownPlatformError, button_html, button_styles, install_jinja, login_button
+from fcplus_wsgi.buttons import UnknownPlatformError, button_html, button_styles, install_jinja, jinja_loader, login_button
 from fcplus_wsgi.keys import generate_private_jwks
 from fcplus_wsgi.middleware import FCPlusMiddleware
 from fcplus_wsgi.settings import ConfigError
@@ -92,6 +92,12 @@ def test_every_helper_renders_the_same_button() -> None:
     rendered = env.get_template("page.html").render(environ=environ, nonce="n0nce")
     assert rendered == str(button_styles("n0nce")) + plain
     assert rendered.startswith('<style nonce="n0nce">') and ".fcw-connect {" in rendered
+    macro_env = Environment(loader=ChoiceLoader([DictLoader({"app.html": (
+        '{% from "fcplus_buttons.html" import connect_button %}'
+        '{{ connect_button(fcplus_button_context("fcplus", href)) }}')}), jinja_loader()]), autoescape=True)
+    install_jinja(macro_env)
+    href = "/oidc/login?return_to=/compte&acr=eidas3&choice=fcplus"
+    assert macro_env.get_template("app.html").render(href=href) == plain
     with pytest.raises(UnknownPlatformError, match="no official button"):
         login_button({"fcplus_wsgi.middleware": FCPlusMiddleware(lambda e, s: [], GENERIC)})
 
