@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import mimetypes
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,16 @@ def measure(browser: WebDriver, url: str) -> dict[str, Any]:
     return facts
 
 
+def contrast(one: str, other: str) -> float:
+    """WCAG 2 contrast ratio of two computed `rgb(r, g, b)` colours."""
+    def luminance(css: str) -> float:
+        channels = [int(c) / 255 for c in re.findall(r"\d+", css)[:3]]
+        r, g, b = (c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels)
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b
+    high, low = sorted((luminance(one), luminance(other)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
 def differing_share(png_a: bytes, png_b: bytes) -> float:
     a = PIL.open(io.BytesIO(png_a)).convert("RGB")
     b = PIL.open(io.BytesIO(png_b)).convert("RGB")
@@ -151,6 +162,11 @@ def test_button_matches_the_dsfr_component(driver: WebDriver, site: str, tmp_pat
     assert ours["text"].endswith("+") == (platform == "fcplus")
     for key in ("background", "color", "hover", "helpColor", "helpSize", "target", "title", "helpText", "href"):
         assert ours[key] == ref[key], (key, ref[key], ours[key])
+    # RGAA / WCAG AA: the label on the button, the help link on the page (the DSFR's colours).
+    page_background = "rgb(22, 22, 22)" if theme == "dark" else "rgb(255, 255, 255)"
+    assert contrast(ours["color"], ours["background"]) >= 4.5
+    assert contrast(ours["color"], ours["hover"]) >= 4.5
+    assert contrast(ours["helpColor"], page_background) >= 4.5
     share = differing_share(ref["png"], ours["png"])
     print(f"{platform} {theme}: {share:.2%} of the pixels differ")
     assert share <= TOLERANCE, f"{share:.2%} of the pixels differ; see {tmp_path}"
