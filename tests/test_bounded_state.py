@@ -14,9 +14,13 @@ import sqlite3
 import threading
 from collections import Counter
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
+import requests
+
 from tests.support.devstack import dev_stack
+from tests.support.evil_provider import evil_stack, json_response
 
 FLOOD = 10_000
 THREADS = 4
@@ -68,3 +72,33 @@ def test_a_flood_of_anonymous_gets_leaves_nothing_in_the_store_and_a_login_durin
         assert failures == [] and len(cookie_sizes) >= FLOOD
         assert max(cookie_sizes) < 4096
         assert stored_kinds(db) == Counter({"s": 1, "u": 1})
+
+
+def test_two_callbacks_of_one_state_at_once_reach_the_token_endpoint_once(tmp_path: Path) -> None:
+    """The pending login is in the cookie, which both requests carry: the process refuses a
+    state that is being redeemed, so the second never spends the code at the provider."""
+    with evil_stack(tmp_path) as stack:
+        provider = stack.provider
+        first_at_token, second_done = threading.Event(), threading.Event()
+        calls: list[int] = []
+
+        def token(request: Any, grant: Any) -> Any:
+            calls.append(1)
+            if len(calls) == 1:
+                first_at_token.set()
+                second_done.wait(30)  # hold the first callback until the second has its answer
+            return json_response(provider.token_body(grant))
+        provider.token_handler = token
+        browser = stack.browser()
+        callback = browser.authorize(browser.start())
+        cookies = {c.name: str(c.value) for c in browser.http.cookies}
+        answers: list[int] = []
+        first = threading.Thread(target=lambda: answers.append(
+            requests.get(callback, cookies=cookies, allow_redirects=False, timeout=30).status_code))
+        first.start()
+        assert first_at_token.wait(30)
+        second = requests.get(callback, cookies=cookies, allow_redirects=False, timeout=30)
+        second_done.set()
+        first.join()
+        assert (answers, second.status_code, stack.recorder.errors()[-1:], len(calls)) == \
+            ([303], 400, ["state_unknown"], 1)
