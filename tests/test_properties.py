@@ -265,3 +265,115 @@ def test_signed_id_tokens_with_harmless_variations_are_accepted(fresh: EvilStack
     assert browser.get("/oidc/logout", headers={"Sec-Fetch-Site": "same-origin"}).status_code == 303
     assert fresh.live_sessions() == 0
     browser.http.close()
+
+
+# -- hostile contents under a valid signature: never the generic page ------------------------------
+# A correctly signed (and encrypted) token whose content breaks a later step (a second parser,
+# the session seal, an ASCII-only hash) once ended on internal_error. Whatever the depth, size,
+# encoding or type of what the provider signs, the answer is a sign-in or the catalogue page
+# for the failure, with its status and its metric label.
+
+def _nested_text(depth: int) -> str:
+    return "[" * depth + "1" + "]" * depth
+
+
+RAW_JSON = (STRICT_JSON.map(lambda v: json.dumps(v))
+            | st.integers(min_value=0, max_value=1100).map(_nested_text)   # depth, past orjson's 254 and 1024
+            | st.sampled_from(['"\\ud800"', "1e999", "-1e999", "123456789012345678901234567890", '"\\u0000"',
+                               '"' + "x" * 70_000 + '"', '{"a": {"a": {"a": {"a": {}}}}}', "[" * 40 + "]" * 40]))
+MEMBER = st.tuples(st.text(max_size=8) | st.sampled_from(["sub", "aud", "iss", "at_hash", "acr", "nonce", "b64",
+                                                           "crit", "kid", "alg", "zip", "jku"]), RAW_JSON)
+
+
+def _object_with(base: dict[str, Any], members: list[tuple[str, str]]) -> str:
+    text = json.dumps(base)[:-1]
+    return text + "".join(f", {json.dumps(name)}: {value}" for name, value in members) + "}"
+
+
+def assert_catalogue_outcome(stack: EvilStack, page: Any) -> None:
+    """A sign-in (303), or the catalogue page of the failure with its status and metric label."""
+    from fcplus_wsgi.errors import CATALOGUE
+
+    assert UNEXPECTED.records == [], UNEXPECTED.records[0].getMessage()
+    if page.status_code == 303:
+        return
+    assert page.headers["Content-Type"].startswith("text/html") and b"Traceback" not in page.content
+    code = stack.recorder.errors()[-1]
+    assert code in CATALOGUE and code != "internal_error", code
+    assert page.status_code == CATALOGUE[code].status, (code, page.status_code)
+    assert stack.calls == []
+
+
+HOSTILE = settings(max_examples=25, deadline=None, database=None,
+                   suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+
+@HOSTILE
+@given(where=st.sampled_from(["id_token_claims", "id_token_jws_header", "userinfo_claims", "userinfo_jws_header"]),
+       members=st.lists(MEMBER, min_size=1, max_size=3))
+def test_signed_contents_of_any_depth_size_encoding_or_type(fresh: EvilStack, where: str,
+                                                            members: list[tuple[str, str]]) -> None:
+    from tests.support.evil_provider import encrypt, sign_raw
+
+    p = fresh.provider
+
+    def wrap(claims: dict[str, Any], hostile: bool) -> str:
+        header = {"alg": p.alg, "kid": p.signing_key.get("kid")}
+        in_header = hostile and where.endswith("jws_header")
+        payload = _object_with(claims, members) if hostile and not in_header else json.dumps(claims)
+        signed = sign_raw(payload.encode(), p.signing_key, p.alg, _object_with(header, members) if in_header else header)
+        return encrypt(signed, p.client_key("RSA-OAEP"))
+
+    p.id_token_factory = lambda grant, claims: wrap(claims, where.startswith("id_token"))
+    p.userinfo_factory = lambda grant, claims: raw_response(wrap(claims, where.startswith("userinfo")).encode(),
+                                                            "application/jwt")
+    fresh.recorder.events.clear()
+    browser = fresh.browser()
+    page = browser.login()
+    assert_catalogue_outcome(fresh, page)
+    if page.status_code == 303:  # leave no session behind for the next example
+        browser.get("/oidc/logout", headers={"Sec-Fetch-Site": "same-origin"})
+    browser.http.close()
+
+
+@HOSTILE
+@given(header=st.dictionaries(st.text(max_size=8) | st.sampled_from(["zip", "crit", "kid", "epk", "apu", "apv", "x5u"]),
+                              STRICT_JSON, min_size=1, max_size=3))
+def test_jwe_headers_with_any_members(fresh: EvilStack, header: dict[str, Any]) -> None:
+    from tests.support.evil_provider import encrypt, sign
+
+    p = fresh.provider
+    extra = {k: v for k, v in header.items() if k not in ("alg", "enc")}
+    p.id_token_factory = lambda grant, claims: encrypt(sign(claims, p.signing_key, p.alg), p.client_key("RSA-OAEP"),
+                                                       extra_header=extra)
+    fresh.recorder.events.clear()
+    browser = fresh.browser()
+    page = browser.login()
+    assert_catalogue_outcome(fresh, page)
+    if page.status_code == 303:
+        browser.get("/oidc/logout", headers={"Sec-Fetch-Site": "same-origin"})
+    browser.http.close()
+
+
+@HOSTILE
+@given(access_token=st.text(max_size=40) | st.from_regex(r"[A-Za-z0-9._~+/-]{1,40}=*", fullmatch=True)
+       | st.sampled_from(["a" * 8193, "a" * 8192]))
+def test_any_access_token_string(fresh: EvilStack, access_token: str) -> None:
+    p = fresh.provider
+
+    def answer(request: Any, grant: Grant | None) -> Response:
+        if grant is None:
+            return raw_response(b'{"error":"invalid_grant"}', "application/json", 400)
+        grant.access_token = access_token  # userinfo recognises it, and at_hash would match it
+        return raw_response(json.dumps(p.token_body(grant)).encode(), "application/json")
+    p.token_handler = answer
+    fresh.recorder.events.clear()
+    browser = fresh.browser()
+    page = browser.login()
+    assert_catalogue_outcome(fresh, page)
+    if page.status_code == 303:
+        browser.get("/oidc/logout", headers={"Sec-Fetch-Site": "same-origin"})
+    else:
+        assert fresh.recorder.errors()[-1] in ("provider_bad_response", "provider_response_too_large",
+                                               "userinfo.invalid_token", "userinfo.invalid_request")
+    browser.http.close()
