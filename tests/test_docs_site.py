@@ -45,7 +45,7 @@ def text_of(html: str) -> str:
 
 @pytest.mark.parametrize("page", [
     "index", "quickstart", "guide-integration", "faq", "configuration", "reference/settings", "reference/api",
-    "deployment", "security", "errors", "observability", "pyramid", "providers", "development-provider",
+    "deployment", "security", "errors", "observability", "pyramid", "providers", "development-provider", "buttons",
 ])
 def test_every_page_is_built(site: Path, page: str) -> None:
     html = (site / f"{page}.html").read_text(encoding="utf-8")
