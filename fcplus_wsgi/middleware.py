@@ -517,7 +517,8 @@ class FCPlusMiddleware:
         except FlowError as exc:
             # Retry the same login: back to the same page, at the same level (a refused step-up
             # must not come back as a plain sign-in that the page would refuse again).
-            retry = self._login_url(exc.return_to, " ".join(exc.acr) or None) if exc.return_to else s.login_path
+            raised = " ".join(exc.acr) if exc.acr and tuple(exc.acr) != tuple(s.acr_values) else None
+            retry = self._login_url(exc.return_to, raised) if exc.return_to else s.login_path
             page = self._error_page(environ, exc, exc.correlation_id or new_correlation_id(), retry=retry)
             if spent is not None:
                 self._set_browser_cookie(page, spent)
