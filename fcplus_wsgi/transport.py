@@ -42,7 +42,7 @@ CONNECT_TIMEOUT_CAP = 5.0
 CHUNK = 16384
 # Sent on every call; a provider may still compress without being asked: it is decoded
 # under the same cap.
-_BASE_HEADERS = {"User-Agent": "fcplus-wsgi", "Accept-Encoding": "gzip, deflate"}
+_BASE_HEADERS = {"User-Agent": "fcplus-wsgi", "Accept": "*/*", "Accept-Encoding": "gzip, deflate"}
 # One retry for idempotent GETs (discovery, JWKS) on a refused or reset connection, never on
 # an HTTP status, and only while the call's deadline leaves time; POSTs are never retried.
 _GET_RETRY = Retry(total=1, connect=1, read=1, status=0, other=0, redirect=0, raise_on_redirect=False,
