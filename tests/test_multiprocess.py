@@ -33,7 +33,7 @@ from tests.support.servers import LateApp, free_port, serve_wsgi
 
 CLIENT_ID = "fcplus-multiprocess"
 SECRET = "multiprocess-secret-" + "m" * 32
-_SUB_RE = re.compile(r"sub : <code>([^<]+)</code>")
+_SUB_RE = re.compile(r"<h2>Identifiant \(sub\)</h2><p class='code'>([^<]+)</p>")
 _FORM_RE = re.compile(r'<form[^>]*action="([^"]+)"', re.I)
 
 INI = """\
