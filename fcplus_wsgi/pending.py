@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from . import strictjson
-from .sessions import looks_like_session_id, new_session_id
+from .sessions import looks_like_session_id
 
 # Store kind of the used-state records: one per sign-in the provider accepted, for
 # pending_login_ttl, keyed by a hash of the state like every other entry.
@@ -144,11 +144,28 @@ class PendingSealer:
     def _mac(self, nonce: bytes) -> bytes:
         return hmac.new(self._mac_key, b"fcplus-state\x00" + nonce, hashlib.sha256).digest()[:16]
 
+    # -- the cookie's secret ----------------------------------------------------------------------
+    def new_secret(self) -> str:
+        """43 characters like a session id: 128 random bits and a 128-bit MAC, so a secret the
+        browser brings is kept only when this service made it; a well-formed value planted by
+        someone else (a sibling subdomain, a shared computer) is replaced, not extended."""
+        nonce = os.urandom(16)
+        return _b64(nonce + self._secret_mac(nonce))
+
+    def issued(self, secret: str) -> bool:
+        raw = _unb64(secret)
+        return raw is not None and len(raw) == 32 and hmac.compare_digest(raw[16:], self._secret_mac(raw[:16]))
+
+    def _secret_mac(self, nonce: bytes) -> bytes:
+        return hmac.new(self._mac_key, b"fcplus-browser-secret\x00" + nonce, hashlib.sha256).digest()[:16]
+
     # -- records ------------------------------------------------------------------------------------
     def add(self, cookie_value: str | None, state: str, record: dict[str, Any]) -> LoginCookie:
         """The login cookie to send back, holding this record (a fresh cookie when the browser
         had none of ours)."""
-        cookie = LoginCookie.parse(cookie_value) or LoginCookie(new_session_id())
+        cookie = LoginCookie.parse(cookie_value)
+        if cookie is None or not self.issued(cookie.secret):
+            cookie = LoginCookie(self.new_secret())  # a planted cookie is replaced, never extended
         nonce = os.urandom(12)
         sealed = nonce + self._aead.encrypt(nonce, strictjson.dumps(record), self._aad(state, cookie.secret))
         return cookie.with_entry(state_tag(state), _b64(sealed))

@@ -130,6 +130,7 @@ def test_a_planted_well_formed_login_cookie_never_lets_its_planter_finish_the_lo
         assert first.status_code == 302
         issued = first.cookies.get("fcplus-login")
         assert issued and issued != planted
+        assert not issued.startswith(planted.split(".")[0])  # replaced, not extended
         callback = browser.authorize(first.headers["Location"])
         planter = stack.browser()
         planter.http.cookies.set("fcplus-login", planted, domain="127.0.0.1", path="/")
