@@ -87,7 +87,21 @@ def _ini_parser(path: str) -> configparser.ConfigParser:
 
 
 def _section_items(parser: configparser.ConfigParser, path: str, section: str) -> dict[str, str]:
-    """A section's own keys (not [DEFAULT]'s, which Paste hands to every section as globals)."""
+    """A section's keys exactly as PasteDeploy hands them to the factory (`get` lines and
+    %(here)s resolved), read by PasteDeploy itself when it can load the section's `use`.
+
+    An app whose package is not installed where `check` runs cannot be loaded by Paste; its
+    keys are then read with configparser as Paste would, minus `get` lines."""
+    from paste.deploy.loadwsgi import APP, FILTER, loadcontext
+
+    kind, _, name = section.partition(":")
+    if kind in ("filter", "app") and name:
+        try:
+            context = loadcontext(FILTER if kind == "filter" else APP, f"config:{Path(path).resolve()}", name=name)
+        except Exception:  # noqa: BLE001 - an app that cannot be imported here; read the file instead
+            context = None
+        if context is not None:
+            return {str(k): str(v) for k, v in context.local_conf.items()}
     defaults = parser.defaults()
     items: dict[str, str] = {}
     for key in parser.options(section):

@@ -77,6 +77,12 @@ def test_check_against_the_development_provider(tmp_path: Path) -> None:
         assert ok.stdout.startswith("OK")
         wrong = run("check", str(_ini(tmp_path, base + "/api/v1")))
         assert wrong.returncode == 1 and "PROBLEM" in wrong.stdout
+        # Read as PasteDeploy reads it: a `get` line takes the secret from [DEFAULT].
+        ini = _ini(tmp_path, base + "/api/v2")
+        shared = ini.read_text().replace("client_secret = ", "get client_secret = shared_secret\n#")
+        ini.write_text(f"[DEFAULT]\nshared_secret = {'s' * 40}\n\n" + shared)
+        got = run("check", str(ini))
+        assert got.returncode == 0 and got.stdout.startswith("OK"), got.stdout + got.stderr
 
 
 def test_check_reports_configuration_errors_in_one_sentence(tmp_path: Path) -> None:
