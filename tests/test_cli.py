@@ -347,3 +347,19 @@ def test_output_cut_short_by_head_is_not_an_error(tmp_path: Path) -> None:
         stderr = proc.stderr.read().decode()
         proc.wait(timeout=60)
         assert stderr == "" and proc.returncode == 0, (command, stderr)
+
+
+def test_check_follows_use_filter_to_the_filter_section(tmp_path: Path) -> None:
+    filter_ini = _ini(tmp_path, "http://127.0.0.1:9/api/v2", serverless=True).read_text()
+    ini = tmp_path / "both.ini"
+    ini.write_text("[app:main]\nuse = egg:myapp\nfcplus.use_filter = true\nfcplus.client_id = stray\n\n"
+                   + filter_ini.replace("[filter:fcplus]", "[filter:fcplus]\n# the pipeline's filter", 1))
+    result = run("check", str(ini), "--section", "app:main")
+    problems = [line for line in result.stdout.splitlines() if line.startswith("PROBLEM")]
+    assert result.returncode == 1 and "[filter:fcplus]" in result.stdout, result.stdout
+    assert any("fcplus.client_id is set, but fcplus.use_filter = true" in line for line in problems)
+    assert any("discovery" in line for line in problems)  # the filter's settings were checked
+    lonely = tmp_path / "lonely.ini"
+    lonely.write_text("[app:main]\nuse = egg:myapp\nfcplus.use_filter = true\n")
+    refused = run("check", str(lonely))
+    assert refused.returncode == 2 and "has no section with `use = egg:fcplus_wsgi#fcplus`" in refused.stderr
