@@ -201,7 +201,9 @@ def _settings_problems(raw: dict[str, Any]) -> tuple[Any, list[str]]:
         except ConfigError as exc:
             message = str(exc)
             key = message.split(" ", 1)[0].strip("'\",:")
-            if key in set_aside:  # a consequence of a problem already reported
+            # A consequence of a problem already reported: the key itself, or the issuer a
+            # refused provider would have given.
+            if key in set_aside or (key == "issuer" and "provider" in set_aside):
                 return None, problems
             problems.append(message)
             if key not in remaining:

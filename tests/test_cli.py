@@ -300,6 +300,7 @@ def test_check_refuses_inline_comments_and_prefixed_keys_with_the_fix(tmp_path: 
     assert result.returncode == 1, result.stdout
     joined = "\n".join(problems)
     assert "provider holds an inline comment" in joined and "line of its own" in joined
+    assert "issuer is missing" not in joined  # a consequence of the refused provider, not said twice
     assert "fcplus.cookie_secure is not a setting: filter settings have no fcplus. prefix; write cookie_secure" in joined
     assert "_private is not a setting" in joined
     assert "cookie_secur is not a setting: did you mean cookie_secure?" in joined
