@@ -204,8 +204,9 @@ def test_full_login_emits_every_step(stack: tuple[DevStack, Recorder]) -> None:
     for endpoint in ("discovery", "token", "jwks", "userinfo"):
         assert value(mw, "fcplus_provider_request_duration_seconds_count", provider=PROVIDER, endpoint=endpoint) == 1
     assert value(mw, "fcplus_jwks_refreshes_total", provider=PROVIDER, reason="initial") == 1
-    # Store operations of one sign-in: pending login put + take, session put, then the page's get.
-    for op, count in (("put", 2), ("take", 1), ("get", 1)):
+    # Store operations of one sign-in: the used-state check (get) and record (put), the session
+    # put, then the page's get; the pending login itself is in the login cookie.
+    for op, count in (("put", 2), ("take", 0), ("get", 2)):
         assert value(mw, "fcplus_store_operation_duration_seconds_count", backend="memory", operation=op) == count
 
 
@@ -585,7 +586,7 @@ def test_documented_manual_wiring_into_an_app_registry(tmp_path: Path) -> None:
         s.browser().sign_in()
     assert app_registry.get_sample_value("fcplus_logins_total", {"provider": PROVIDER, "acr": "eidas2"}) == 1
     assert app_registry.get_sample_value("fcplus_store_operation_duration_seconds_count",
-                                         {"backend": "sqlite", "operation": "take"}) == 1
+                                         {"backend": "sqlite", "operation": "put"}) == 2  # used state, session
 
 
 def test_multiprocess_folder_set_too_late_is_ignored_with_a_warning(tmp_path: Path) -> None:
