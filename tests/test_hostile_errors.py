@@ -81,7 +81,7 @@ def test_access_denied_is_a_clean_retry_not_an_alarm(stack: EvilStack) -> None:
     assert CATALOGUE["access_denied"].category is Category.USER_CANCELLED
     assert "Connexion interrompue" in page.text and "Sign-in interrupted" in page.text
     assert "sécurité" not in page.text and "security" not in page.text
-    assert 'class="button" href="/oidc/login"' in page.text
+    assert 'class="button" href="/oidc/login?return_to=/private/page"' in page.text  # back to the page
     # The retry works: a new sign-in goes through once the user accepts.
     stack.provider.authorize_error = None
     browser = stack.browser()
