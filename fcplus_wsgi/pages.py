@@ -156,9 +156,9 @@ class Pages:
 
         english = prefers_english(accept_language)
         fr = {"lang": "fr", "title": "Connexion", "intro": "Pour accéder à ce service, identifiez-vous.",
-              "cancel": "Retour à l'accueil", "above": "Utilisez le bouton ci-dessus :"}
+              "cancel": "Retour à l'accueil", "above": "Utilisez le bouton ci-dessus :", "quotes": ("« ", " »")}
         en = {"lang": "en", "title": "Sign in", "intro": "To use this service, please sign in.",
-              "cancel": "Back to the home page", "above": "Use the button above:"}
+              "cancel": "Back to the home page", "above": "Use the button above:", "quotes": ("“", "”")}
         body, nonce = self.render("login.html", lang="en" if english else "fr",
                                   title=en["title"] if english else fr["title"], fr=fr, en=en,
                                   first=en if english else fr, second=fr if english else en,
