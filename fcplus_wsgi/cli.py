@@ -427,7 +427,22 @@ def build_demo(host: str, port: int, provider_port: int, data_dir: Path,
         settings["request_amr"] = "true"
         settings["scopes"] = ("openid given_name family_name preferred_username birthdate gender birthplace "
                               "birthcountry email")
-    wrapped = FCPlusMiddleware(demo_app, settings)
+    # The log lines name the provider the demo really talks to (the local development
+    # provider with this platform's profile), not the platform's integration service that
+    # the preset is named after.
+    from dataclasses import replace
+
+    from .events import EventBus, FlowEvent, stdlib_log_subscriber
+
+    label = f"{profile}-development-provider"
+    plain = stdlib_log_subscriber()
+    bus = EventBus()
+
+    def relabelled(event: FlowEvent) -> None:
+        plain(replace(event, provider=label))
+
+    bus.subscribe(relabelled)
+    wrapped = FCPlusMiddleware(demo_app, settings, bus=bus)
     return wrapped, provider, base + "/"
 
 

@@ -311,7 +311,9 @@ def check_official_button(driver: WebDriver, label: str, help_text: str, help_ur
     return button
 
 
-def test_demo_sign_in_claims_and_logout(browser: WebDriver, demo: str, shots: Path) -> None:
+def test_demo_sign_in_claims_and_logout(browser: WebDriver, demo: str, shots: Path,
+                                        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="fcplus_wsgi.flow")
     browser.get(demo + "/")
     assert browser.find_element(By.CSS_SELECTOR, ".fcw-connect-sentence").text.startswith(
         "FranceConnect+ est la solution proposée par l’État")
@@ -334,6 +336,10 @@ def test_demo_sign_in_claims_and_logout(browser: WebDriver, demo: str, shots: Pa
     WebDriverWait(browser, 10).until(lambda d: d.current_url == demo + "/")
     assert browser.find_elements(By.CSS_SELECTOR, "a.fcw-connect")  # signed out: the login is asked again
     assert browser.find_element(By.CSS_SELECTOR, ".account").text == "Non connecté·e"
+    # The demo's log lines name the provider it really talks to.
+    lines = [r.getMessage() for r in caplog.records if r.name == "fcplus_wsgi.flow"]
+    assert any("fcplus.login.success provider=fcplus-development-provider " in line for line in lines), lines
+    assert not any("provider=fcplus-integration" in line for line in lines)
     browser.get(demo + "/private/")
     WebDriverWait(browser, 10).until(expected_conditions.element_to_be_clickable((By.CSS_SELECTOR, "button.accept")))
 
