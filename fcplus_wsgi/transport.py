@@ -241,7 +241,7 @@ class Transport:
         except DecodeError:
             raise FlowError("provider_bad_response", detail=f"{url}: body does not decode as its "
                                                             "Content-Encoding says") from None
-        if deadline.expired:  # the watchdog ended the body early: what was read is partial
+        if deadline.fired:  # the watchdog ended the body: with no length to check, it may be partial
             raise FlowError("provider_timeout", detail=url)
         ctype = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
         # Names lower-cased: HTTP header names are case-insensitive and servers and

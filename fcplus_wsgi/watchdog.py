@@ -41,6 +41,11 @@ class Deadline:
     def expired(self) -> bool:
         return self._fired or time.monotonic() >= self.at
 
+    @property
+    def fired(self) -> bool:
+        """The watchdog shut the socket down: an end of file seen since then proves nothing."""
+        return self._fired
+
     def attach(self, sock: socket.socket | None) -> None:
         """The socket the call now blocks on (a new or a pooled connection's)."""
         if sock is None:

@@ -63,11 +63,18 @@ def wait_for(condition: Any, seconds: float = 5.0) -> bool:
 
 # -- one total deadline, whatever the drip rate ---------------------------------------------------
 
-@pytest.mark.parametrize("head_at_once", [False, True], ids=["dripping-head", "dripping-body"])
+# No Content-Length, the body ends when the connection does: the end of file that the deadline's
+# shutdown causes must not pass for the end of the answer.
+UNSIZED = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n" + DRIP_BODY
+
+
+@pytest.mark.parametrize(("answer", "head_at_once"), [(http_response(DRIP_BODY), False), (http_response(DRIP_BODY), True),
+                                                      (UNSIZED, True)],
+                         ids=["dripping-head", "dripping-body", "dripping-body-without-length"])
 def test_a_token_endpoint_dripping_one_byte_a_second_times_out_at_the_deadline(
-        tmp_path: Path, head_at_once: bool) -> None:
+        tmp_path: Path, answer: bytes, head_at_once: bool) -> None:
     """Each byte comes well within the socket timeout, so only a total deadline can end it."""
-    with raw_server(drip(http_response(DRIP_BODY), 1.0, head_at_once=head_at_once)) as slow, \
+    with raw_server(drip(answer, 1.0, head_at_once=head_at_once)) as slow, \
             evil_stack(tmp_path, settings={"http_timeout": str(DEADLINE)}) as s:
         s.provider.discovery_overrides = {"token_endpoint": slow.url + "/token"}
         page, took, browser = timed_login(s)
