@@ -149,3 +149,60 @@ def test_any_accepted_target_is_a_same_origin_ascii_path(value: str) -> None:
     assert result.startswith("/") and not result.startswith("//") and "\\" not in result
     joined = urlsplit(urljoin("https://svc.example/x/y", result))
     assert (joined.scheme, joined.netloc) == ("https", "svc.example")
+
+
+# -- bounds the mutation run found untested (docs/mutation.md) ------------------------------------
+
+def _fc(**changes: Any) -> dict[str, str]:
+    from fcplus_wsgi.providers import FC_WIRE
+    args: dict[str, Any] = {
+        "client_id": "cid", "redirect_uri": "https://svc.example/oidc/callback", "scopes": ("openid",),
+        "state": "s" * 64, "nonce": "n" * 64, "acr_values": ("eidas1",), "prompt": None, "claims": None,
+        "code_challenge": None,
+    }
+    args.update(changes)
+    return authorization_params(FC_WIRE, **args)
+
+
+@pytest.mark.parametrize(("name", "low", "high"), [("nonce", 22, 512), ("state", 32, 512)])
+def test_nonce_and_state_lengths_are_bounded_inclusively(name: str, low: int, high: int) -> None:
+    """FranceConnect's core refuses a nonce under 22 and a state under 32 characters on its own
+    error page (no callback ever comes back): both bounds are checked before anything is sent."""
+    for length in (low, high):
+        assert _fc(**{name: "x" * length})[name] == "x" * length
+    for length in (low - 1, high + 1):
+        with pytest.raises(ValueError, match=name):
+            _fc(**{name: "x" * length})
+
+
+def test_every_accepted_prompt_value_together_is_accepted() -> None:
+    assert _fc(prompt="login consent")["prompt"] == "login consent"
+    with pytest.raises(ValueError, match="prompt"):
+        _fc(prompt="login none")
+
+
+def test_proconnect_merges_the_acr_into_the_configured_claims() -> None:
+    from fcplus_wsgi.providers import PROCONNECT_WIRE
+    configured = json.dumps({"userinfo": {"siret": {"essential": True}}})
+    got = authorization_params(PROCONNECT_WIRE, client_id="cid", redirect_uri="https://svc.example/cb",
+                               scopes=("openid",), state="s" * 64, nonce="n" * 64, acr_values=("eidas1",),
+                               prompt=None, claims=configured, code_challenge=None)
+    merged = json.loads(got["claims"])
+    assert merged["userinfo"] == {"siret": {"essential": True}}
+    assert merged["id_token"]["acr"]["essential"] is True and "eidas1" in merged["id_token"]["acr"]["values"]
+
+
+def test_login_hint_length_bound_is_the_email_maximum() -> None:
+    from fcplus_wsgi.authorize import check_hint
+    local = "a" * 64
+    labels = ".".join(["b" * 61] * 3)  # 185 characters
+    at_254 = f"{local}@{labels}.fra"
+    at_255 = f"{local}@{labels}.frab"
+    assert (len(at_254), len(at_255)) == (254, 255)
+    assert check_hint("login_hint", at_254) is None
+    assert check_hint("login_hint", at_255) is not None
+
+
+def test_the_code_verifier_is_64_characters_of_384_bits() -> None:
+    verifier = new_code_verifier()
+    assert len(verifier) == 64 and re.fullmatch(r"[A-Za-z0-9_-]{64}", verifier)
