@@ -246,7 +246,8 @@ class ProviderClient:
 
         A flood of tokens with random kids must not become a flood of fetches: callers
         arriving while another fetch runs wait for it (at most one deadline) and share
-        its keys; callers arriving too soon after the last attempt get None and fail.
+        its keys; callers arriving too soon after the last attempt get None and fail. The
+        caller that fetches gets the fetch's own failure (the JWKS endpoint's), the others None.
         """
         return self._fetch_keys("unknown_kid", None)
 
