@@ -564,7 +564,10 @@ class FCPlusMiddleware:
         method = environ.get("REQUEST_METHOD", "GET")
         if method not in ("GET", "POST", "HEAD"):
             return secure(Response(status=405))
-        if method == "HEAD" or (method == "GET" and not self._own_page_asked(environ)):
+        # A form posted from another site is confirmed too: the browser would apply the cookie's
+        # deletion. Without Fetch Metadata a POST goes on (our own pages send no Origin: no-referrer).
+        cross_post = method == "POST" and environ.get("HTTP_SEC_FETCH_SITE") not in (None, "same-origin", "none")
+        if method == "HEAD" or cross_post or (method == "GET" and not self._own_page_asked(environ)):
             return self.pages.notice(
                 fr_title="Se déconnecter ?", fr_message="Confirmez-vous la déconnexion ?",
                 en_title="Sign out?", en_message="Do you want to sign out?",

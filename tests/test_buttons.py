@@ -201,6 +201,16 @@ def test_logout_without_fetch_metadata_confirms_unless_same_origin(direct: DevSt
     assert out.status_code == (200 if confirms else 303)
 
 
+@pytest.mark.parametrize(("site", "confirms"), [("cross-site", True), ("same-site", True), ("same-origin", False)])
+def test_a_form_posted_from_another_site_is_confirmed(direct: DevStack, site: str, confirms: bool) -> None:
+    browser = direct.browser()
+    browser.sign_in()
+    out = browser.http.post(direct.base + "/oidc/logout", headers={"Sec-Fetch-Site": site}, allow_redirects=False,
+                            timeout=15)
+    assert out.status_code == (200 if confirms else 303)
+    assert ("fcplus=;" in out.headers.get("Set-Cookie", "")) == (not confirms)  # the cookie stays until confirmed
+
+
 def test_a_refused_step_up_retries_the_same_page_at_the_same_level(direct: DevStack) -> None:
     browser = direct.browser()
     browser.sign_in(acr="eidas2")
