@@ -484,8 +484,9 @@ _previous_excepthook: Callable[..., Any] | None = None
 def _config_error_exits_in_one_sentence() -> None:
     """Under pserve nothing catches an include's ConfigError: the interpreter would print a
     35-line Paste and Pyramid traceback around the one sentence that matters (servers that
-    catch it themselves, such as gunicorn, print it their own way). An uncaught ConfigError is printed alone; everything else, and every
-    ConfigError a caller catches, is untouched (the hook only sees what nobody caught)."""
+    catch it themselves, such as gunicorn, print it their own way). An uncaught ConfigError is
+    printed alone; everything else, and every ConfigError a caller catches, is untouched (the
+    hook only sees what nobody caught)."""
     global _previous_excepthook
     if _previous_excepthook is not None:
         return
