@@ -52,9 +52,10 @@ class DeferredDeletes:
         with self._lock:
             self._keys.pop(key, None)
 
-    def flush(self, delete: Callable[[str], None]) -> None:
-        """Delete the owed keys, oldest first; stop quietly at the first failure (the store is
-        still down, the caller's own operation will say so). One thread flushes at a time."""
+    def flush(self, delete: Callable[[str], None], strict: bool = False) -> None:
+        """Delete the owed keys, oldest first; stop at the first failure (the store is still
+        down, the caller's own operation will say so), quietly unless `strict`. One thread
+        flushes at a time."""
         with self._lock:
             if self._flushing:
                 return
@@ -64,6 +65,8 @@ class DeferredDeletes:
                 try:
                     delete(key)
                 except StoreError:
+                    if strict:
+                        raise
                     return
                 with self._lock:
                     self._keys.pop(key, None)

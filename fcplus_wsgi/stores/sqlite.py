@@ -183,6 +183,7 @@ class SQLiteStore:
         # and one opened before the last fault is replaced at its next use.
         self._epoch = 0
         self._owed = DeferredDeletes()
+        self._settle_after = 0.0
         # The slots table could not be mapped at start-up or a fault happened since: try again
         # before the next operation, since while this process writes without the table the
         # other processes' caches do not see its writes.
@@ -301,7 +302,7 @@ class SQLiteStore:
 
     def get(self, key: str) -> bytes | None:
         if self._owed:
-            self._owed.flush(self._delete_now)
+            self._settle()
             if key in self._owed:
                 return None
         slots = self._slots
@@ -327,7 +328,7 @@ class SQLiteStore:
 
     def put(self, key: str, value: bytes, ttl: float) -> None:
         if self._owed:
-            self._owed.flush(self._delete_now)
+            self._settle()
         now = self._clock()
 
         def write(conn: sqlite3.Connection) -> None:
@@ -348,7 +349,7 @@ class SQLiteStore:
 
     def take(self, key: str) -> bytes | None:
         if self._owed:
-            self._owed.flush(self._delete_now)
+            self._settle()
         try:
             # fetchall(): the statement, hence its autocommit transaction, ends only once the
             # cursor is exhausted; the slot must change after the commit, not before. A failed
@@ -366,12 +367,24 @@ class SQLiteStore:
 
     def delete(self, key: str) -> None:
         if self._owed:
-            self._owed.flush(self._delete_now)
+            self._settle()
         try:
             self._delete_now(key)
         except StoreError:
             self._owed.add(key)
             raise
+
+    def _settle(self) -> None:
+        """Make the deletions owed since a fault. While the database stays locked, try at most
+        once a second: each attempt waits the whole busy timeout, and reads, which WAL lets
+        through a writer's lock, must not wait with it."""
+        if time.monotonic() < self._settle_after:
+            return
+        try:
+            self._owed.flush(self._delete_now, strict=True)
+        except StoreError as exc:
+            if "cause=locked" in str(exc):
+                self._settle_after = time.monotonic() + 1.0
 
     def _delete_now(self, key: str) -> None:
         try:
