@@ -700,3 +700,11 @@ def test_signed_userinfo_with_iss_and_aud_string_or_list() -> None:
     for aud in (CLIENT_ID, [CLIENT_ID], ["other", CLIENT_ID]):
         validate_userinfo({"sub": sub, "iss": ISSUER, "aud": aud}, id_token_sub=sub, issuer=ISSUER,
                           client_id=CLIENT_ID, signed=True)
+
+
+def test_iat_and_nbf_exactly_at_the_clock_skew_edge_are_accepted() -> None:
+    """The edges are inclusive, like exp's: a token minted exactly clock_skew ahead passes."""
+    assert check(id_claims(iat=NOW + 60, exp=NOW + 600)) is None
+    assert check(id_claims(nbf=NOW + 60)) is None
+    assert check(id_claims(iat=NOW + 60.5, exp=NOW + 600)) == "id_token_issued_in_future"
+    assert check(id_claims(nbf=NOW + 60.5)) == "id_token_issued_in_future"
