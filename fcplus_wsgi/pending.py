@@ -111,12 +111,6 @@ class LoginCookie:
         return LoginCookie(self.secret, tuple((t, "" if t == tag else b) for t, b in self.entries))
 
 
-def browser_secret_of(cookie_value: str | None) -> str | None:
-    """The browser-binding secret a login cookie starts with, or None."""
-    parsed = LoginCookie.parse(cookie_value)
-    return parsed.secret if parsed else None
-
-
 class PendingSealer:
     """Seals pending-login records into the login cookie, and mints states it can recognise."""
 
