@@ -179,3 +179,51 @@ def test_a_plain_json_userinfo_needs_no_iss_or_aud(tmp_path: Any) -> None:
         p = plain.provider
         p.userinfo_factory = lambda grant, claims: raw_response(p.wrap(claims).encode(), "application/jwt")
         assert login(plain) == (401, "userinfo_issuer_audience")
+
+
+@pytest.mark.parametrize(("body", "ctype", "code"), [
+    (b"a.b", "application/jwt", "userinfo_malformed"),                    # not a compact serialization
+    (b"eyJ\xc3\xa9.x.y", "application/jwt", "userinfo_malformed"),        # not ASCII
+    (b'{"sub": "x"}', "application/json", "userinfo_not_encrypted"),      # FC+ wants a JWT
+    (b"<html>", "text/html", "userinfo_malformed"),
+])
+def test_userinfo_bodies_that_are_not_what_the_policy_wants(stack: EvilStack, body: bytes, ctype: str,
+                                                           code: str) -> None:
+    stack.provider.userinfo_factory = lambda grant, claims: raw_response(body, ctype)
+    assert login(stack)[1] == code
+
+
+def test_a_userinfo_signed_but_not_encrypted_under_fcplus(stack: EvilStack) -> None:
+    p = stack.provider
+    p.userinfo_factory = lambda grant, claims: raw_response(p.wrap(claims, encrypted=False).encode(), "application/jwt")
+    assert login(stack)[1] == "userinfo_not_encrypted"
+
+
+def test_a_userinfo_signed_by_a_key_the_provider_does_not_publish(stack: EvilStack) -> None:
+    from tests.support.evil_provider import ec_key, encrypt, sign
+
+    p = stack.provider
+    stranger = ec_key("not-published")
+    p.userinfo_factory = lambda grant, claims: raw_response(
+        encrypt(sign(claims, stranger, "ES256"), p.client_key("RSA-OAEP")).encode(), "application/jwt")
+    assert login(stack)[1] == "userinfo_malformed"
+
+
+def test_franceconnect_wants_a_signed_userinfo_even_without_encryption(tmp_path: Any) -> None:
+    """FranceConnect's policy: userinfo is a JWT, encryption only when registered. Plain JSON is
+    refused there too (not only where encryption is required)."""
+    settings = {"provider": "franceconnect-integration", "acr_values": "eidas1"}
+    with evil_stack(tmp_path, mode="plain", settings=settings) as fc:
+        assert login(fc)[1] == "userinfo_not_encrypted"
+        p = fc.provider
+        p.userinfo_factory = lambda grant, claims: raw_response(p.wrap(claims).encode(), "application/jwt")
+        assert login(fc) == (303, None)
+        p.userinfo_factory = lambda grant, claims: raw_response(b"{not json", "application/json")
+        assert login(fc)[1] == "userinfo_not_encrypted"
+
+
+def test_plain_json_userinfo_that_is_not_a_json_object(tmp_path: Any) -> None:
+    with evil_stack(tmp_path, mode="plain") as plain:
+        for body in (b"{not json", b"[1, 2]", b'"text"'):
+            plain.provider.userinfo_factory = lambda grant, claims, b=body: raw_response(b, "application/json")
+            assert login(plain)[1] == "userinfo_malformed", body
