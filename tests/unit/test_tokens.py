@@ -708,3 +708,9 @@ def test_iat_and_nbf_exactly_at_the_clock_skew_edge_are_accepted() -> None:
     assert check(id_claims(nbf=NOW + 60)) is None
     assert check(id_claims(iat=NOW + 60.5, exp=NOW + 600)) == "id_token_issued_in_future"
     assert check(id_claims(nbf=NOW + 60.5)) == "id_token_issued_in_future"
+
+
+def test_a_non_string_kid_is_malformed_with_the_code_of_the_token_it_is_in(keys: Keys) -> None:
+    token = sign(id_claims(), keys.provider_ec, "ES256", kid=None, extra_header={"kid": ["op-ec-1"]})
+    assert code_of(open_id, token, keys, policy=PLAIN) == "id_token_malformed"
+    assert code_of(open_id, token, keys, policy=PLAIN, prefix="userinfo") == "userinfo_malformed"
