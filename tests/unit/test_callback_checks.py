@@ -227,3 +227,61 @@ def test_plain_json_userinfo_that_is_not_a_json_object(tmp_path: Any) -> None:
         for body in (b"{not json", b"[1, 2]", b'"text"'):
             plain.provider.userinfo_factory = lambda grant, claims, b=body: raw_response(b, "application/json")
             assert login(plain)[1] == "userinfo_malformed", body
+
+
+# -- what the token step sends and checks ------------------------------------------------------------
+
+def test_an_acr_below_the_requested_level_is_refused(stack: EvilStack) -> None:
+    stack.provider.id_claims = {"acr": "eidas1"}  # the FC+ stack asks eidas2
+    assert login(stack) == (403, "acr_insufficient")
+    stack.provider.id_claims = {"acr": "eidas3"}
+    assert login(stack) == (303, None)
+
+
+def test_the_pkce_verifier_of_the_login_is_sent_with_its_code(tmp_path: Any) -> None:
+    import base64
+    import hashlib
+
+    provider = EvilProvider("plain")
+    provider.discovery_overrides = {"code_challenge_methods_supported": ["S256"]}
+    seen: dict[str, str] = {}
+    with evil_stack(tmp_path, mode="plain", provider=provider) as plain:
+        def answer(request: Any, grant: Any) -> Any:
+            seen["verifier"] = request.POST.get("code_verifier", "")
+            return json_response(provider.token_body(grant)) if grant else json_response({}, 400)
+        provider.token_handler = answer
+        browser = plain.browser()
+        location = browser.start()
+        challenge = parse_qs(urlsplit(location).query)["code_challenge"][0]
+        assert browser.get(browser.authorize(location)).status_code == 303
+        digest = hashlib.sha256(seen["verifier"].encode()).digest()
+        assert base64.urlsafe_b64encode(digest).rstrip(b"=").decode() == challenge
+
+
+def test_client_secret_basic_sends_the_secret_in_the_header_only(tmp_path: Any) -> None:
+    provider = EvilProvider("plain")
+    seen: dict[str, Any] = {}
+    settings = {"token_endpoint_auth_method": "client_secret_basic"}
+    with evil_stack(tmp_path, mode="plain", provider=provider, settings=settings) as plain:
+        def answer(request: Any, grant: Any) -> Any:
+            seen["authorization"] = request.headers.get("Authorization", "")
+            seen["body"] = dict(request.POST)
+            return json_response(provider.token_body(grant)) if grant else json_response({}, 400)
+        provider.token_handler = answer
+        assert login(plain) == (303, None)
+    assert seen["authorization"].startswith("Basic ") and "client_secret" not in seen["body"]
+
+
+def test_failures_are_counted_at_their_step_with_the_page_correlation_and_request_ids(stack: EvilStack) -> None:
+    p = stack.provider
+    for step, change in (("token", {"access_token": "a b"}), ("id_token", {"id_token": "a.b"})):
+        p.token_handler = lambda req, grant, c=change: json_response(p.token_body(grant, **c)) if grant else \
+            json_response({}, 400)
+        stack.recorder.events.clear()
+        browser = stack.browser()
+        callback = browser.authorize(browser.start())
+        page = browser.get(callback, headers={"X-Request-ID": "req-12345678"})
+        failure = stack.recorder.failures()[-1]
+        assert failure.step == step
+        assert failure.correlation_id == page.headers["X-Correlation-ID"]
+        assert failure.request_id == "req-12345678"
