@@ -447,12 +447,34 @@ def build_demo(host: str, port: int, provider_port: int, data_dir: Path,
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    """Run the demo; a data folder it made itself (keys included) is removed when it stops,
+    by Ctrl-C or SIGTERM, so no private key is left behind in the temporary directory."""
+    import shutil
+    import signal
+
+    temporary = not args.data_dir
+    data_dir = Path(args.data_dir) if args.data_dir else Path(tempfile.mkdtemp(prefix="fcplus-demo-"))
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        return _run_demo(args, data_dir)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if temporary:
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _run_demo(args: argparse.Namespace, data_dir: Path) -> int:
     import logging
 
     from waitress.server import create_server
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    data_dir = Path(args.data_dir) if args.data_dir else Path(tempfile.mkdtemp(prefix="fcplus-demo-"))
     try:
         wrapped, provider, url = build_demo(args.host, args.port, args.provider_port, data_dir, args.profile)
     except (ConfigError, KeyFileError, OSError) as exc:
@@ -470,12 +492,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"fcplus-wsgi demo: open {url}")
     print(f"development provider, profile {args.profile} (NOT for production): "
           f"http://{args.host}:{args.provider_port}/api/v2")
-    print(f"data (keys, SQLite sessions): {data_dir}")
+    where = "removed when the demo stops" if not args.data_dir else "kept"
+    print(f"data (keys, SQLite sessions): {data_dir} ({where})")
     print("=" * 72, flush=True)
     try:
         demo_server.run()
-    except KeyboardInterrupt:
-        pass
     finally:
         demo_server.close()
         provider_server.close()
