@@ -53,7 +53,35 @@ def login(stack: EvilStack, **callback_changes: Any) -> tuple[int, str | None]:
         else:
             query[name] = value
     page = browser.get(f"{parts.scheme}://{parts.netloc}{parts.path}?{urlencode(query)}")
+    if page.status_code == 303:
+        assert_signed_in(stack, browser, page.headers["Location"])
     return page.status_code, (None if page.status_code == 303 else last_error(stack))
+
+
+def assert_signed_in(stack: EvilStack, browser: Any, landing: str) -> None:
+    """What a finished login left: the app sees the verified identity, and logout can name the
+    signed id_token to the provider."""
+    import json
+
+    stack.calls.clear()
+    seen = browser.get(landing).json()
+    grant = next(g for g in stack.provider.grants.values() if g.sub == seen["sub"])
+    assert seen["remote_user"] == grant.sub and seen["id_token_claims"]["nonce"] == grant.nonce
+    assert seen["acr"] == seen["id_token_claims"].get("acr")
+    if stack.provider.mode == "fcplus":
+        assert seen["acr"] in ("eidas2", "eidas3") and seen["claims"]["family_name"] == "DUBOIS"
+    logout = browser.get("/oidc/logout", headers={"Sec-Fetch-Site": "same-origin"})
+    hint = parse_qs(urlsplit(logout.headers.get("Location", "")).query).get("id_token_hint", [""])[0]
+    if hint:
+        _head, payload, _ = hint.split(".")
+        assert json.loads(base64url_decode(payload))["sub"] == grant.sub
+    stack.calls.clear()
+    assert browser.get(landing).status_code != 200 and stack.calls == []
+
+
+def base64url_decode(segment: str) -> bytes:
+    import base64
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
 
 
 # -- the callback's characters and lengths (pure) -------------------------------------------------
@@ -285,3 +313,22 @@ def test_failures_are_counted_at_their_step_with_the_page_correlation_and_reques
         assert failure.step == step
         assert failure.correlation_id == page.headers["X-Correlation-ID"]
         assert failure.request_id == "req-12345678"
+
+
+def test_at_hash_is_checked_against_the_access_token_the_login_received(stack: EvilStack) -> None:
+    from fcplus_wsgi.tokens import at_hash
+
+    p = stack.provider
+    p.id_token_factory = lambda grant, claims: p.wrap({**claims, "at_hash": at_hash(grant.access_token, p.alg)})
+    assert login(stack) == (303, None)
+    p.id_token_factory = lambda grant, claims: p.wrap({**claims, "at_hash": at_hash("another-token", p.alg)})
+    assert login(stack) == (401, "id_token_claims_invalid")
+
+
+@pytest.mark.parametrize(("id_token", "code"), [({"alg": "none"}, "id_token_missing"), (["a.b.c"], "id_token_missing"),
+                                                ("", "id_token_missing"), ("a.b", "id_token_malformed")])
+def test_an_id_token_that_is_not_a_compact_string(stack: EvilStack, id_token: Any, code: str) -> None:
+    p = stack.provider
+    p.token_handler = lambda req, grant: json_response(p.token_body(grant, id_token=id_token)) if grant else \
+        json_response({}, 400)
+    assert login(stack) == (401, code)
