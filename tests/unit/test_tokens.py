@@ -714,3 +714,20 @@ def test_a_non_string_kid_is_malformed_with_the_code_of_the_token_it_is_in(keys:
     token = sign(id_claims(), keys.provider_ec, "ES256", kid=None, extra_header={"kid": ["op-ec-1"]})
     assert code_of(open_id, token, keys, policy=PLAIN) == "id_token_malformed"
     assert code_of(open_id, token, keys, policy=PLAIN, prefix="userinfo") == "userinfo_malformed"
+
+
+def test_jwe_without_kid_tries_each_service_key_of_its_alg_in_turn(keys: Keys) -> None:
+    """Key rotation: two RSA keys published, the provider encrypts to either without a kid."""
+    from fcplus_wsgi.keys import generate_private_jwks, keys_from_jwks, public_jwks
+
+    other = generate_private_jwks()
+    both = {"keys": keys.service_private_jwks["keys"] + [
+        {**k, "kid": "rotated-" + str(k.get("kid"))} for k in other["keys"]]}
+    service = keys_from_jwks(both)
+    inner = sign(id_claims(), keys.provider_ec, "ES256")
+    for pub in public_jwks(both)["keys"]:
+        if pub["kty"] == "RSA" and pub.get("use") == "enc":
+            token = encrypt(inner, jwk.JWK(**pub), "RSA-OAEP", kid=None)
+            claims, _ = open_token(token, service_keys=service, provider=keys.provider, policy=FCPLUS,
+                                   algs=FCPLUS.id_token_signing_algs, prefix="id_token")
+            assert claims["sub"] == "a" * 64
