@@ -731,3 +731,19 @@ def test_jwe_without_kid_tries_each_service_key_of_its_alg_in_turn(keys: Keys) -
             claims, _ = open_token(token, service_keys=service, provider=keys.provider, policy=FCPLUS,
                                    algs=FCPLUS.id_token_signing_algs, prefix="id_token")
             assert claims["sub"] == "a" * 64
+
+
+def test_userinfo_refusals_carry_the_userinfo_code(keys: Keys) -> None:
+    """Every refusal of a userinfo token is a userinfo_* catalogue code (its page and metric
+    label), not the id_token one nor an unknown code."""
+    proconnect = PRESETS["proconnect-integration"].policy
+    jwe = fc_token(keys, {"sub": "a" * 64})
+    assert code_of(open_id, jwe, keys, policy=proconnect, algs=("ES256",), prefix="userinfo") == "userinfo_malformed"
+    assert code_of(open_token, jwe, service_keys=None, provider=keys.provider, policy=FCPLUS, algs=("ES256",),
+                   prefix="userinfo") == "userinfo_malformed"
+    assert code_of(open_token, jwe, service_keys=None, provider=keys.provider, policy=FCPLUS, algs=("ES256",),
+                   prefix="id_token") == "id_token_decryption_failed"
+    both = ProviderKeys.from_jwks({"keys": [json.loads(keys.provider_ec.export_public()),
+                                            json.loads(keys.provider_ec2.export_public())]})
+    kidless = sign({"sub": "a" * 64}, keys.provider_ec, "ES256", kid=None)
+    assert code_of(open_id, kidless, keys, policy=PLAIN, provider=both, prefix="userinfo") == "userinfo_malformed"
