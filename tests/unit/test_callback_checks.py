@@ -332,3 +332,14 @@ def test_an_id_token_that_is_not_a_compact_string(stack: EvilStack, id_token: An
     p.token_handler = lambda req, grant: json_response(p.token_body(grant, id_token=id_token)) if grant else \
         json_response({}, 400)
     assert login(stack) == (401, code)
+
+
+def test_a_provider_without_userinfo_signs_in_with_the_id_token_alone(tmp_path: Any) -> None:
+    provider = EvilProvider("plain")
+    provider.discovery_overrides = {"userinfo_endpoint": DROP}
+    with evil_stack(tmp_path, mode="plain", provider=provider) as plain:
+        browser = plain.browser()
+        done = browser.get(browser.authorize(browser.start()))
+        assert done.status_code == 303
+        seen = browser.get(done.headers["Location"]).json()
+        assert seen["claims"] == {} and seen["sub"] and provider.hits.get("/userinfo") is None
