@@ -343,3 +343,34 @@ def test_a_provider_without_userinfo_signs_in_with_the_id_token_alone(tmp_path: 
         assert done.status_code == 303
         seen = browser.get(done.headers["Location"]).json()
         assert seen["claims"] == {} and seen["sub"] and provider.hits.get("/userinfo") is None
+
+
+def test_state_missing_and_unknown_have_their_own_codes(stack: EvilStack) -> None:
+    assert login(stack, state=None) == (400, "state_missing")
+    assert login(stack, state="0" * 64) == (400, "state_unknown")
+    assert login(stack, state="not-a-state") == (400, "state_unknown")
+
+
+def test_a_silent_login_that_needs_interaction_starts_an_interactive_one(tmp_path: Any) -> None:
+    with evil_stack(tmp_path, mode="plain") as plain:
+        p = plain.provider
+        browser = plain.browser()
+        p.authorize_error = {"error": "login_required"}
+        first = browser.get("/oidc/login?prompt=none&return_to=/private/silent")
+        assert first.status_code == 302 and "prompt=none" in first.headers["Location"]
+        again = browser.get(browser.authorize(first.headers["Location"]))
+        assert again.status_code == 302 and again.headers["Location"].startswith(p.endpoint("authorize"))
+        assert "prompt=none" not in again.headers["Location"]
+        p.authorize_error = None
+        done = browser.get(browser.authorize(again.headers["Location"]))
+        assert done.status_code == 303 and done.headers["Location"] == "/private/silent"
+        # Not a silent login: login_required is the provider's answer, shown on its page.
+        plain.recorder.events.clear()
+        p.authorize_error = {"error": "login_required"}
+        other = plain.browser()
+        assert other.get(other.authorize(other.start())).status_code == 401
+        assert last_error(plain) == "login_required"
+        # A silent login refused for another reason is not retried (no loop).
+        p.authorize_error = {"error": "access_denied"}
+        first = other.get("/oidc/login?prompt=none&return_to=/private/silent")
+        assert other.get(other.authorize(first.headers["Location"])).status_code == 403
