@@ -438,7 +438,7 @@ def test_ecdh_es_party_info_must_be_base64url() -> None:
         decrypt_compact(parts, header, key.get_op_key("unwrapKey"))
 
 
-def _cbc_token(key: jwk.JWK, plaintext_blocks: bytes) -> tuple[list[str], dict[str, Any]]:
+def _cbc_token(key: jwk.JWK, plaintext_blocks: bytes, iv_bytes: int = 16) -> tuple[list[str], dict[str, Any]]:
     """A128CBC-HS256 with a correct MAC over raw blocks, so the padding check is reached."""
     import hashlib
     import hmac
@@ -448,12 +448,12 @@ def _cbc_token(key: jwk.JWK, plaintext_blocks: bytes) -> tuple[list[str], dict[s
     from cryptography.hazmat.primitives.asymmetric import padding
     from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-    cek, iv = os.urandom(32), os.urandom(16)
+    cek, iv = os.urandom(32), os.urandom(iv_bytes)
     sha1 = hashes.SHA1()
     wrapped = key.get_op_key("wrapKey").encrypt(cek, padding.OAEP(mgf=padding.MGF1(sha1), algorithm=sha1, label=None))
     header = {"alg": "RSA-OAEP", "enc": "A128CBC-HS256"}
     head = b64(json.dumps(header).encode())
-    encryptor = Cipher(algorithms.AES(cek[16:]), modes.CBC(iv)).encryptor()
+    encryptor = Cipher(algorithms.AES(cek[16:]), modes.CBC(iv[:16].ljust(16, b"\0"))).encryptor()
     ciphertext = encryptor.update(plaintext_blocks) + encryptor.finalize()
     aad = head.encode()
     tag = hmac.new(cek[:16], aad + iv + ciphertext + (len(aad) * 8).to_bytes(8, "big"), hashlib.sha256).digest()[:16]
@@ -491,3 +491,13 @@ def test_an_ecdsa_signature_one_byte_off_is_refused(alg: str, delta: int) -> Non
     token[2] = b64(raw[:delta] if delta < 0 else raw + b"\0")
     with pytest.raises(JoseError, match="wrong length"):
         ours_verify(".".join(token), alg)
+
+
+@pytest.mark.parametrize("iv_bytes", [12, 15, 17, 32])
+def test_a_cbc_iv_of_another_length_is_refused_even_under_a_valid_mac(iv_bytes: int) -> None:
+    """The provider knows the CEK it wrapped, so it can MAC any IV: the length check must stand
+    on its own (cryptography would raise its own ValueError for the IV)."""
+    key = enc_key("RSA-OAEP")
+    parts, header = _cbc_token(key, PLAINTEXT[:16] + bytes([16]) * 16, iv_bytes)
+    with pytest.raises(JoseError, match="wrong length"):
+        decrypt_compact(parts, header, key.get_op_key("unwrapKey"))
