@@ -747,3 +747,11 @@ def test_userinfo_refusals_carry_the_userinfo_code(keys: Keys) -> None:
                                             json.loads(keys.provider_ec2.export_public())]})
     kidless = sign({"sub": "a" * 64}, keys.provider_ec, "ES256", kid=None)
     assert code_of(open_id, kidless, keys, policy=PLAIN, provider=both, prefix="userinfo") == "userinfo_malformed"
+
+
+@pytest.mark.parametrize("kid", [5, ["k"], {"k": 1}, True])
+def test_a_jwe_kid_that_is_not_a_string_is_malformed(keys: Keys, kid: Any) -> None:
+    inner = sign(id_claims(), keys.provider_ec, "ES256")
+    token = encrypt(inner, keys.rsa_enc, "RSA-OAEP", kid=None, extra_header={"kid": kid})
+    assert code_of(open_id, token, keys) == "id_token_malformed"
+    assert code_of(open_id, token, keys, prefix="userinfo") == "userinfo_malformed"
