@@ -189,3 +189,19 @@ def test_binding_matches_only_a_secret_the_cookie_holds() -> None:
     assert not binding_matches(a, "")
     assert binding_secrets(f"{a}.junk.{b}") == [a, b]
     assert binding_secrets("." .join([a] * (MAX_BINDINGS + 1))) == []  # longer than any cookie we write
+
+
+# -- wire profiles: nothing outside the profile leaves the middleware -------------------------------
+
+def test_a_wire_profile_refuses_any_parameter_outside_it() -> None:
+    from fcplus_wsgi.providers import FC_WIRE, PROCONNECT_WIRE
+
+    base = {"response_type": "code", "client_id": "c", "redirect_uri": "https://s.example/cb", "scope": "openid",
+            "state": "s" * 64, "nonce": "n" * 64}
+    FC_WIRE.check("authorize", base)
+    for extra in ("code_challenge", "login_hint", "response_mode", "max_age", "x"):
+        with pytest.raises(ValueError, match=extra):
+            FC_WIRE.check("authorize", {**base, extra: "v"})
+    PROCONNECT_WIRE.check("authorize", {**base, "code_challenge": "c" * 43, "code_challenge_method": "S256"})
+    with pytest.raises(ValueError, match="token_type_hint"):
+        FC_WIRE.check("revocation", {"token": "t", "client_id": "c", "client_secret": "s", "token_type_hint": "x"})
