@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import http.client
 import os
-import shutil
-import signal
 import subprocess
 import threading
 import time
@@ -35,7 +33,7 @@ from urllib3.util.retry import Retry
 
 from benchmarks.common import COOKIE, HOT_PATH, LOOPBACK, REPO, Browser, middleware_settings, python_env
 from benchmarks.serve import CONFIG_ENV
-from benchmarks.servers import Running, _write, waitress_process
+from benchmarks.servers import Running, _write, gunicorn_available, gunicorn_command, stop_gunicorn, waitress_process
 from tests.support.servers import free_port
 
 # (logins started at once, seconds of authenticated load) per mode of `python -m benchmarks`.
@@ -44,25 +42,17 @@ WORKERS = 2
 CLIENTS = 8  # connections of the authenticated load
 
 
-def gunicorn_available() -> bool:
-    return shutil.which("gunicorn") is not None
-
-
 @contextmanager
 def gunicorn_service(folder: Path, settings: dict[str, Any], *, port: int, workers: int = WORKERS,
                      threads: int = 16) -> Iterator[Running]:
     """gunicorn with threaded workers: while a callback waits for the token endpoint, the
     provider fetches the service's JWKS from the same server (sync workers could deadlock)."""
-    exe = shutil.which("gunicorn")
-    assert exe is not None
     env = python_env()
     env[CONFIG_ENV] = str(_write(folder, {"role": "app", "port": port, "settings": settings}))
     log = (folder / f"gunicorn-{port}.log").open("w")
     process = subprocess.Popen(
-        [exe, "--workers", str(workers), "--worker-class", "gthread", "--threads", str(threads),
-         "--bind", f"{LOOPBACK}:{port}", "--log-level", "warning", "--graceful-timeout", "5",
-         "benchmarks.serve:gunicorn_app()"],
-        cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, text=True)
+        gunicorn_command(workers, port, threads=threads), cwd=REPO, env=env,
+        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, text=True)
     base = f"http://{LOOPBACK}:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -75,12 +65,7 @@ def gunicorn_service(folder: Path, settings: dict[str, Any], *, port: int, worke
             time.sleep(0.1)
         yield Running(base, process.pid, process)
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_gunicorn(process)
         log.close()
 
 

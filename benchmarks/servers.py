@@ -65,20 +65,37 @@ def gunicorn_available() -> bool:
     return shutil.which("gunicorn") is not None
 
 
+def gunicorn_command(workers: int, port: int, *, threads: int | None = None) -> list[str]:
+    """The gunicorn command line serving benchmarks.serve:gunicorn_app() on loopback: sync
+    workers, or gthread ones when `threads` is given (the load benchmark's re-entrant JWKS fetch)."""
+    exe = shutil.which("gunicorn")
+    assert exe is not None
+    kind = ["--worker-class", "sync"] if threads is None else ["--worker-class", "gthread", "--threads", str(threads)]
+    return [exe, "--workers", str(workers), *kind, "--bind", f"{LOOPBACK}:{port}", "--log-level", "warning",
+            "--graceful-timeout", "5", "benchmarks.serve:gunicorn_app()"]
+
+
+def stop_gunicorn(process: subprocess.Popen[str]) -> None:
+    """SIGTERM lets the workers finish what they serve; a master that hangs is killed."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 @contextmanager
 def gunicorn_process(folder: Path, config: dict[str, Any], workers: int, probe_path: str,
                      cookie: str | None) -> Iterator[Running]:
     """gunicorn (sync workers) serving benchmarks.serve:gunicorn_app() on loopback."""
-    exe = shutil.which("gunicorn")
-    assert exe is not None
     config = {"port": free_port(), **config}
     path = _write(folder, config)
     env = python_env()
     env[CONFIG_ENV] = str(path)
     process = subprocess.Popen(
-        [exe, "--workers", str(workers), "--worker-class", "sync", "--bind", f"{LOOPBACK}:{config['port']}",
-         "--log-level", "warning", "--graceful-timeout", "5", "benchmarks.serve:gunicorn_app()"],
-        cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        gunicorn_command(workers, config["port"]), cwd=REPO, env=env,
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     base = f"http://{LOOPBACK}:{config['port']}"
     try:
         deadline = time.monotonic() + 60
@@ -98,9 +115,4 @@ def gunicorn_process(folder: Path, config: dict[str, Any], workers: int, probe_p
             time.sleep(0.1)
         yield Running(base, process.pid, process)
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_gunicorn(process)
