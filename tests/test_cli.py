@@ -7,13 +7,15 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from fcplus_wsgi.devprovider import ClientConfig, DevProviderConfig, make_app
 from fcplus_wsgi.errors import catalogue_markdown
-from tests.support.servers import serve_wsgi
+from tests.support.servers import LateApp, serve_wsgi
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -64,14 +66,20 @@ def _ini(tmp_path: Path, issuer: str, serverless: bool = False, **extra: str) ->
     return ini
 
 
-def test_check_against_the_development_provider(tmp_path: Path) -> None:
-    def app(environ, start_response):  # type: ignore[no-untyped-def]
-        return provider(environ, start_response)
-
-    with serve_wsgi(app) as base:
-        provider = make_app(DevProviderConfig(issuer=base + "/api/v2", clients=[ClientConfig(
+@contextmanager
+def development_provider() -> Iterator[str]:
+    """The development provider on loopback with the client every ini of this module names;
+    yields its base URL (the issuer is base + /api/v2)."""
+    late = LateApp()
+    with serve_wsgi(late) as base:
+        late.app = make_app(DevProviderConfig(issuer=base + "/api/v2", clients=[ClientConfig(
             client_id="cli-client", client_secret="s" * 40, redirect_uris=["http://127.0.0.1:8000/oidc/callback"],
             post_logout_redirect_uris=[], jwks_uri="http://127.0.0.1:8000/oidc/jwks.json")]))
+        yield base
+
+
+def test_check_against_the_development_provider(tmp_path: Path) -> None:
+    with development_provider() as base:
         ok = run("check", str(_ini(tmp_path, base + "/api/v2")))
         assert ok.returncode == 0, ok.stdout + ok.stderr
         assert ok.stdout.startswith("OK")
@@ -221,13 +229,7 @@ def test_key_file_errors_give_the_fix_of_their_cause(tmp_path: Path) -> None:
 
 
 def test_check_warns_on_a_key_file_others_can_read(tmp_path: Path) -> None:
-    def app(environ, start_response):  # type: ignore[no-untyped-def]
-        return provider(environ, start_response)
-
-    with serve_wsgi(app) as base:
-        provider = make_app(DevProviderConfig(issuer=base + "/api/v2", clients=[ClientConfig(
-            client_id="cli-client", client_secret="s" * 40, redirect_uris=["http://127.0.0.1:8000/oidc/callback"],
-            post_logout_redirect_uris=[], jwks_uri="http://127.0.0.1:8000/oidc/jwks.json")]))
+    with development_provider() as base:
         ini = _ini(tmp_path, base + "/api/v2", serverless=True)
         keys = tmp_path / "keys.json"
         keys.chmod(0o644)
