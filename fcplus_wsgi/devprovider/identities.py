@@ -93,14 +93,22 @@ class Identity:
         return {name: value for name, value in out.items() if value is not None}
 
 
-def _identity_problem(ident: Identity) -> str | None:
-    """Why an identity does not look like an FC+ pivot identity, or None."""
-    for f in fields(ident):
-        value = getattr(ident, f.name)
+def _record_shape_problem(record: Any) -> str | None:
+    """What citizens and agents share: every field a string (or absent), a well-formed uid."""
+    for f in fields(record):
+        value = getattr(record, f.name)
         if value is not None and not isinstance(value, str):
             return f"{f.name} must be a string"
-    if not _UID.fullmatch(ident.uid):
+    if not _UID.fullmatch(record.uid):
         return "uid must be 1-64 letters, digits, '.', '_' or '-'"
+    return None
+
+
+def _identity_problem(ident: Identity) -> str | None:
+    """Why an identity does not look like an FC+ pivot identity, or None."""
+    shape = _record_shape_problem(ident)
+    if shape:
+        return shape
     for name in ("given_name", "family_name", "preferred_username"):
         value = getattr(ident, name)
         if value is None:
@@ -317,12 +325,9 @@ class Agent:
 
 def _agent_problem(agent: Agent) -> str | None:
     """Why an agent does not look like what ProConnect sends (identity-for-sp DTO), or None."""
-    for f in fields(agent):
-        value = getattr(agent, f.name)
-        if value is not None and not isinstance(value, str):
-            return f"{f.name} must be a string"
-    if not _UID.fullmatch(agent.uid):
-        return "uid must be 1-64 letters, digits, '.', '_' or '-'"
+    shape = _record_shape_problem(agent)
+    if shape:
+        return shape
     for name in ("given_name", "usual_name", "organization_label", "organizational_unit", "belonging_population"):
         value = getattr(agent, name)
         if value is not None and not 1 <= len(value.strip()) <= 256:
